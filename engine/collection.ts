@@ -1,0 +1,155 @@
+// The public Collection: validates every argument, then hands trusted data to CollectionCore.
+// Caller mistakes of type throw TypeError; bad values throw coded StratavecErrors. Nothing is
+// written unless the whole batch is valid.
+
+import { StratavecError } from '../format/errors.js';
+import { validateId } from '../format/names.js';
+import type { WalUpsertRecord } from '../format/wal.js';
+import { normalizeInPlace } from '../index/distance.js';
+import type { Metric } from '../index/hnsw.js';
+import type { CollectionCore, SearchHit, SegmentInfo, StoredRecord } from './collection-core.js';
+import { compileFilter, type Filter, type Payload } from './filter.js';
+
+export interface UpsertRecord {
+  id: string;
+  vector: Float32Array | ArrayLike<number>;
+  payload?: Payload;
+}
+
+export interface SearchOptions {
+  /** How many neighbours to return (default 10, at most 10,000). */
+  k?: number;
+  /** HNSW beam width (default: the collection's efSearch; raised to k when smaller). */
+  ef?: number;
+  /** Field equalities `{ field: value }`, or a predicate over the payload. */
+  filter?: Filter;
+  /** Return payloads with the hits (default true). */
+  includePayload?: boolean;
+}
+
+export const MAX_PAYLOAD_BYTES = 1024 * 1024;
+export const MAX_K = 10_000;
+const MAX_EF = 100_000;
+
+export class Collection {
+  readonly name: string;
+  readonly dimension: number;
+  readonly metric: Metric;
+  readonly #core: CollectionCore;
+  readonly #check: () => void;
+  readonly #efSearch: number;
+
+  /** @internal Created by Database; `check` throws when the database or collection is gone. */
+  constructor(core: CollectionCore, check: () => void) {
+    this.#core = core;
+    this.#check = check;
+    this.name = core.name;
+    this.dimension = core.dimension;
+    this.metric = core.metric;
+    this.#efSearch = core.manifest.hnsw.efSearch;
+  }
+
+  /** Inserts or replaces records; resolves once the batch is durable (WAL fsync). */
+  async upsert(records: UpsertRecord[]): Promise<void> {
+    this.#check();
+    if (!Array.isArray(records)) throw new TypeError('upsert expects an array of { id, vector, payload? }');
+    if (records.length === 0) return;
+    const seen = new Set<string>();
+    const out: WalUpsertRecord[] = new Array(records.length);
+    for (let i = 0; i < records.length; i++) {
+      const rec = records[i];
+      if (typeof rec !== 'object' || rec === null) throw new TypeError(`record ${i} must be an object`);
+      const id = validateId(rec.id);
+      if (seen.has(id)) throw new StratavecError('ERR_DUPLICATE_ID', `id ${JSON.stringify(id.slice(0, 64))} appears twice in one batch`);
+      seen.add(id);
+      out[i] = { id, vector: this.#vector(rec.vector, `record ${JSON.stringify(id.slice(0, 64))}`), payloadJson: payloadJson(rec.payload, id) };
+    }
+    await this.#core.upsert(out);
+  }
+
+  /** Deletes records by id (absent ids are ignored); resolves once durable. */
+  async delete(ids: string[]): Promise<void> {
+    this.#check();
+    if (!Array.isArray(ids)) throw new TypeError('delete expects an array of ids');
+    if (ids.length === 0) return;
+    await this.#core.delete(ids.map(validateId));
+  }
+
+  /** The stored records, in the order asked, `undefined` where absent. */
+  async get(ids: string[]): Promise<(StoredRecord | undefined)[]> {
+    this.#check();
+    if (!Array.isArray(ids)) throw new TypeError('get expects an array of ids');
+    return this.#core.get(ids.map(validateId));
+  }
+
+  /** The k nearest live records, nearest first. */
+  async search(query: Float32Array | ArrayLike<number>, options: SearchOptions = {}): Promise<SearchHit[]> {
+    this.#check();
+    if (typeof options !== 'object' || options === null) throw new TypeError('search options must be an object');
+    const q = this.#vector(query, 'query');
+    const k = options.k ?? 10;
+    intInRange('k', k, 1, MAX_K);
+    const ef = options.ef ?? this.#efSearch;
+    intInRange('ef', ef, 1, MAX_EF);
+    return this.#core.search(q, k, Math.max(ef, k), compileFilter(options.filter), options.includePayload ?? true);
+  }
+
+  /** Seals the growing segment now and waits until it is committed. */
+  async flush(): Promise<void> {
+    this.#check();
+    await this.#core.flush();
+  }
+
+  /** Live records. */
+  count(): number {
+    this.#check();
+    return this.#core.count();
+  }
+
+  segments(): SegmentInfo[] {
+    this.#check();
+    return this.#core.segments();
+  }
+
+  /** Copies to float32, checks dimension and finiteness, normalises for cosine. */
+  #vector(v: unknown, what: string): Float32Array {
+    if (!(v instanceof Float32Array) && !Array.isArray(v) && !ArrayBuffer.isView(v)) {
+      throw new TypeError(`${what}: vector must be a Float32Array or an array of numbers`);
+    }
+    const src = v as ArrayLike<number>;
+    if (src.length !== this.dimension) {
+      throw new StratavecError('ERR_DIMENSION_MISMATCH', `${what}: vector has ${src.length} dimensions, collection ${this.name} has ${this.dimension}`);
+    }
+    const out = Float32Array.from(src);
+    for (let i = 0; i < out.length; i++) {
+      // Checked after the float32 conversion: 1e39 is finite as a double but Infinity as a float.
+      if (!Number.isFinite(out[i]!)) throw new StratavecError('ERR_INVALID_VECTOR', `${what}: component ${i} is ${src[i]}`);
+    }
+    if (this.metric === 'cosine' && !normalizeInPlace(out)) {
+      throw new StratavecError('ERR_INVALID_VECTOR', `${what}: a zero vector has no direction (cosine metric)`);
+    }
+    return out;
+  }
+}
+
+function intInRange(name: string, v: unknown, min: number, max: number): void {
+  if (typeof v !== 'number') throw new TypeError(`${name} must be a number`);
+  if (!Number.isInteger(v) || v < min || v > max) throw new StratavecError('ERR_INVALID_ARGUMENT', `${name} must be an integer in [${min}, ${max}], got ${v}`);
+}
+
+function payloadJson(payload: unknown, id: string): string | null {
+  if (payload === undefined) return null;
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
+    throw new TypeError(`payload of ${JSON.stringify(id.slice(0, 64))} must be a plain object`);
+  }
+  let json: string;
+  try {
+    json = JSON.stringify(payload);
+  } catch (err) {
+    throw new StratavecError('ERR_INVALID_PAYLOAD', `payload of ${JSON.stringify(id.slice(0, 64))} is not JSON-serialisable`, { cause: err });
+  }
+  if (json.length > MAX_PAYLOAD_BYTES / 3 && Buffer.byteLength(json) > MAX_PAYLOAD_BYTES) {
+    throw new StratavecError('ERR_INVALID_PAYLOAD', `payload of ${JSON.stringify(id.slice(0, 64))} is over ${MAX_PAYLOAD_BYTES} bytes`);
+  }
+  return json;
+}

@@ -1,0 +1,226 @@
+// The public Database: lifecycle (opening | open | closing | closed), the directory lock, the
+// collection catalog (one directory per collection), and the shared parts every collection uses:
+// worker pool, hot tier, warm tier. It validates; CollectionCore does the work.
+
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { StratavecError, ioError } from '../format/errors.js';
+import { TEMP_PREFIX, fsyncDir, mkdirDurable } from '../format/fsutil.js';
+import { MANIFEST_FORMAT, type CollectionManifest } from '../format/manifest.js';
+import { validateCollectionName } from '../format/names.js';
+import { DEFAULT_HNSW_PARAMS, type HnswParams, type Metric } from '../index/hnsw.js';
+import { WorkerPool } from '../workers/pool.js';
+import { HotTier } from '../tiers/hot.js';
+import { WarmTier } from '../tiers/warm.js';
+import { CollectionCore, type EngineContext } from './collection-core.js';
+import { Collection } from './collection.js';
+import { DirectoryLock } from './lock.js';
+import { fillOptions, type DatabaseOptions, type FilledOptions } from './options.js';
+
+export interface CollectionOptions {
+  dimension: number;
+  metric?: Metric;
+  hnsw?: Partial<HnswParams>;
+}
+
+export type DatabaseStatus = 'opening' | 'open' | 'closing' | 'closed';
+
+const METRICS: readonly Metric[] = ['l2', 'cosine', 'ip'];
+
+export class Database {
+  readonly dir: string;
+  readonly options: Readonly<FilledOptions>;
+  #status: DatabaseStatus = 'opening';
+  readonly #lock: DirectoryLock;
+  readonly #ctx: EngineContext;
+  readonly #cores = new Map<string, CollectionCore>();
+  readonly #handles = new Map<string, Collection>();
+
+  private constructor(dir: string, options: FilledOptions, lock: DirectoryLock) {
+    this.dir = dir;
+    this.options = Object.freeze(options);
+    this.#lock = lock;
+    this.#ctx = {
+      pool: new WorkerPool(options.workers),
+      hot: new HotTier(options.hotBytes),
+      warm: new WarmTier(path.join(dir, 'collections')),
+      tmpDir: path.join(dir, 'tmp'),
+      options,
+    };
+  }
+
+  /** Opens (creating if missing) the database in `dir`, recovering every collection. */
+  static async open(dir: string, options: DatabaseOptions = {}): Promise<Database> {
+    if (typeof dir !== 'string' || dir.length === 0) throw new TypeError('Database.open expects a directory path');
+    const abs = path.resolve(dir);
+    const filled = fillOptions(abs, options);
+    try {
+      await fsp.mkdir(abs, { recursive: true });
+      await fsyncDir(path.dirname(abs));
+    } catch (err) {
+      throw ioError(err, `creating ${abs}`);
+    }
+    const lock = await DirectoryLock.acquire(abs);
+    const db = new Database(abs, filled, lock);
+    try {
+      await db.#load();
+    } catch (err) {
+      await db.#ctx.pool.destroy();
+      await lock.release();
+      throw err;
+    }
+    db.#status = 'open';
+    return db;
+  }
+
+  get status(): DatabaseStatus {
+    return this.#status;
+  }
+
+  async #load(): Promise<void> {
+    const colDir = path.join(this.dir, 'collections');
+    await mkdirDurable(colDir);
+    await fsp.rm(this.#ctx.tmpDir, { recursive: true, force: true });
+    await fsp.mkdir(this.#ctx.tmpDir, { recursive: true });
+    // A drop that crashed half-way left its directory in trash/; finish it.
+    await fsp.rm(path.join(this.dir, 'trash'), { recursive: true, force: true });
+    for (const name of (await fsp.readdir(colDir)).sort()) {
+      if (name.startsWith(TEMP_PREFIX)) {
+        await fsp.rm(path.join(colDir, name), { recursive: true, force: true });
+        continue;
+      }
+      validateCollectionName(name);
+      this.#cores.set(name, await CollectionCore.open(this.#ctx, path.join(colDir, name)));
+    }
+  }
+
+  #checkOpen(): void {
+    if (this.#status !== 'open') throw new StratavecError('ERR_DATABASE_CLOSED', `database ${this.dir} is ${this.#status}`);
+  }
+
+  async createCollection(name: string, options: CollectionOptions): Promise<Collection> {
+    this.#checkOpen();
+    validateCollectionName(name);
+    if (typeof options !== 'object' || options === null) throw new TypeError('createCollection expects options { dimension, metric?, hnsw? }');
+    const { dimension } = options;
+    if (typeof dimension !== 'number') throw new TypeError('dimension must be a number');
+    if (!Number.isInteger(dimension) || dimension < 1 || dimension > 65536) {
+      throw new StratavecError('ERR_INVALID_ARGUMENT', `dimension must be an integer in [1, 65536], got ${dimension}`);
+    }
+    const metric = options.metric ?? 'l2';
+    if (!METRICS.includes(metric)) throw new StratavecError('ERR_INVALID_ARGUMENT', `metric must be one of ${METRICS.join(', ')}, got ${String(metric)}`);
+    const hnsw = { ...DEFAULT_HNSW_PARAMS, ...(options.hnsw ?? {}) };
+    for (const [key, [min, max]] of Object.entries({ M: [2, 128], efConstruction: [1, 10_000], efSearch: [1, 10_000] })) {
+      const v = hnsw[key as keyof HnswParams];
+      if (!Number.isInteger(v) || v < min! || v > max!) throw new StratavecError('ERR_INVALID_ARGUMENT', `hnsw.${key} must be an integer in [${min}, ${max}]`);
+    }
+    if (this.#cores.has(name)) throw new StratavecError('ERR_COLLECTION_EXISTS', `collection ${name} already exists`);
+
+    const colDir = path.join(this.dir, 'collections');
+    const finalDir = path.join(colDir, name);
+    const tmpDir = path.join(colDir, `${TEMP_PREFIX}${name}-${randomBytes(4).toString('hex')}`);
+    const manifest: CollectionManifest = {
+      format: MANIFEST_FORMAT, collection: name, version: 1, dimension, metric, hnsw,
+      createdAt: this.options.clock.now(), nextSegmentSeq: 1, walSeq: 1, segments: [],
+    };
+    try {
+      // Built aside and renamed into place, so a crash never leaves a half-made collection.
+      await CollectionCore.initialize(tmpDir, manifest);
+      await fsp.rename(tmpDir, finalDir);
+      await fsyncDir(colDir);
+    } catch (err) {
+      await fsp.rm(tmpDir, { recursive: true, force: true });
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' || code === 'ENOTEMPTY') throw new StratavecError('ERR_COLLECTION_EXISTS', `collection ${name} already exists`, { cause: err });
+      throw ioError(err, `creating collection ${name}`);
+    }
+    this.#cores.set(name, await CollectionCore.open(this.#ctx, finalDir));
+    return this.collection(name);
+  }
+
+  collection(name: string): Collection {
+    this.#checkOpen();
+    validateCollectionName(name);
+    const core = this.#cores.get(name);
+    if (!core) throw new StratavecError('ERR_COLLECTION_NOT_FOUND', `collection ${name} does not exist`);
+    let handle = this.#handles.get(name);
+    if (!handle) {
+      handle = new Collection(core, () => {
+        this.#checkOpen();
+        if (this.#cores.get(name) !== core) throw new StratavecError('ERR_COLLECTION_NOT_FOUND', `collection ${name} was dropped`);
+      });
+      this.#handles.set(name, handle);
+    }
+    return handle;
+  }
+
+  listCollections(): string[] {
+    this.#checkOpen();
+    return [...this.#cores.keys()].sort();
+  }
+
+  /** Removes a collection and all its data. Its handles then throw ERR_COLLECTION_NOT_FOUND. */
+  async dropCollection(name: string): Promise<void> {
+    this.#checkOpen();
+    validateCollectionName(name);
+    const core = this.#cores.get(name);
+    if (!core) throw new StratavecError('ERR_COLLECTION_NOT_FOUND', `collection ${name} does not exist`);
+    this.#cores.delete(name);
+    this.#handles.delete(name);
+    await core.close();
+    const trash = path.join(this.dir, 'trash');
+    await fsp.mkdir(trash, { recursive: true });
+    const dest = path.join(trash, `${name}-${randomBytes(4).toString('hex')}`);
+    try {
+      await fsp.rename(core.dir, dest);
+      await fsyncDir(path.join(this.dir, 'collections'));
+    } catch (err) {
+      throw ioError(err, `dropping collection ${name}`);
+    }
+    await fsp.rm(dest, { recursive: true, force: true });
+  }
+
+  stats() {
+    this.#checkOpen();
+    const collections: Record<string, ReturnType<CollectionCore['stats']>> = {};
+    let warmSegments = 0;
+    let warmBytes = 0;
+    for (const [name, core] of this.#cores) {
+      collections[name] = core.stats();
+      for (const s of core.segments()) {
+        if (s.tier !== 'cold') {
+          warmSegments++;
+          warmBytes += s.bytes;
+        }
+      }
+    }
+    return {
+      status: this.#status,
+      collections,
+      tiers: {
+        hot: this.#ctx.hot.stats(),
+        warm: { segments: warmSegments, bytes: warmBytes, budget: this.options.warmBytes },
+      },
+      workers: this.#ctx.pool.stats(),
+    };
+  }
+
+  /** Waits for in-flight writes and seals, then releases the pool and the lock. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#status === 'closed' || this.#status === 'closing') return;
+    this.#status = 'closing';
+    try {
+      for (const core of this.#cores.values()) await core.close();
+      this.#ctx.hot.clear();
+      await this.#ctx.pool.destroy();
+    } finally {
+      await this.#lock.release();
+      this.#status = 'closed';
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

@@ -1,0 +1,93 @@
+// Database options: typed once, defaults in one frozen object, validated and merged once at the
+// edge (Database.open). Everything below the engine receives FilledOptions and trusts it.
+
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { StratavecError } from '../format/errors.js';
+
+export interface S3ObjectStoreOptions {
+  /** `s3://bucket/prefix` */
+  url: string;
+  endpoint?: string;
+  region?: string;
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  forcePathStyle?: boolean;
+}
+
+export interface Clock {
+  now(): number;
+}
+
+export interface DatabaseOptions {
+  /** Where cold copies live: `file:///abs/dir` (default `<dir>/objects`) or S3 settings. */
+  objectStore?: string | S3ObjectStoreOptions;
+  /** Byte budget of the hot tier (in-memory segments with a live HNSW index). */
+  hotBytes?: number;
+  /** Byte budget of the warm tier (local segment files). */
+  warmBytes?: number;
+  /** Worker threads for seals and maintenance; 0 runs tasks inline on the calling thread. */
+  workers?: number;
+  /** A growing segment is sealed once it holds this many rows. */
+  segmentMaxRecords?: number;
+  /** Time source (ms since epoch) for timestamps and schedules; injectable for tests. */
+  clock?: Clock;
+}
+
+export interface FilledOptions {
+  objectStore: string | S3ObjectStoreOptions;
+  hotBytes: number;
+  warmBytes: number;
+  workers: number;
+  segmentMaxRecords: number;
+  clock: Clock;
+}
+
+export const kDefaultOptions = Object.freeze({
+  hotBytes: 1024 * 1024 * 1024,
+  warmBytes: 16 * 1024 * 1024 * 1024,
+  // Chosen from `npm run bench:seal` (native-bench/seal.ts): see README "Segment size".
+  segmentMaxRecords: 100_000,
+  clock: Object.freeze({ now: () => Date.now() }) as Clock,
+});
+
+const MAX_SEGMENT_RECORDS = 10_000_000;
+
+function positiveInt(name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number') throw new TypeError(`option ${name} must be a number, got ${typeof v}`);
+  if (!Number.isSafeInteger(v) || v < min || v > max) {
+    throw new StratavecError('ERR_INVALID_ARGUMENT', `option ${name} must be an integer in [${min}, ${max}], got ${v}`);
+  }
+  return v;
+}
+
+export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledOptions {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+  const o = options;
+  let objectStore: string | S3ObjectStoreOptions = pathToFileURL(path.join(dir, 'objects')).href;
+  if (o.objectStore !== undefined) {
+    if (typeof o.objectStore === 'string') {
+      if (!/^(file|s3):\/\//.test(o.objectStore)) {
+        throw new StratavecError('ERR_INVALID_ARGUMENT', 'objectStore must be a file:// or s3:// URL');
+      }
+      objectStore = o.objectStore;
+    } else if (typeof o.objectStore === 'object' && o.objectStore !== null && typeof o.objectStore.url === 'string') {
+      if (!o.objectStore.url.startsWith('s3://')) throw new StratavecError('ERR_INVALID_ARGUMENT', 'objectStore.url must be an s3:// URL');
+      objectStore = { ...o.objectStore };
+    } else {
+      throw new TypeError('objectStore must be a URL string or { url, endpoint?, region?, credentials?, forcePathStyle? }');
+    }
+  }
+  const clock = o.clock ?? kDefaultOptions.clock;
+  if (typeof clock.now !== 'function') throw new TypeError('clock must have a now() method');
+  return {
+    objectStore,
+    hotBytes: o.hotBytes === undefined ? kDefaultOptions.hotBytes : positiveInt('hotBytes', o.hotBytes, 1, Number.MAX_SAFE_INTEGER),
+    warmBytes: o.warmBytes === undefined ? kDefaultOptions.warmBytes : positiveInt('warmBytes', o.warmBytes, 1, Number.MAX_SAFE_INTEGER),
+    workers: o.workers === undefined ? os.availableParallelism() : positiveInt('workers', o.workers, 0, 256),
+    segmentMaxRecords: o.segmentMaxRecords === undefined
+      ? kDefaultOptions.segmentMaxRecords
+      : positiveInt('segmentMaxRecords', o.segmentMaxRecords, 1, MAX_SEGMENT_RECORDS),
+    clock,
+  };
+}

@@ -1,0 +1,69 @@
+// The one error type the engine throws for known conditions, and the table of its codes.
+// Codes are a public contract (listed in README "Errors"): never rename one or change its meaning.
+// Caller mistakes of *type* (a number where a string belongs) are plain TypeErrors, not coded.
+
+export const ErrorCodes = {
+  /** A vector's length differs from the collection's dimension. */
+  ERR_DIMENSION_MISMATCH: 'ERR_DIMENSION_MISMATCH',
+  /** A vector holds NaN or +/-Infinity. */
+  ERR_INVALID_VECTOR: 'ERR_INVALID_VECTOR',
+  /** An id is empty or longer than 512 bytes of UTF-8. */
+  ERR_INVALID_ID: 'ERR_INVALID_ID',
+  /** The same id appears twice in one upsert batch (the whole batch is rejected). */
+  ERR_DUPLICATE_ID: 'ERR_DUPLICATE_ID',
+  /** A payload is not a plain JSON object, or is too large. */
+  ERR_INVALID_PAYLOAD: 'ERR_INVALID_PAYLOAD',
+  /** A collection name does not match ^[a-z0-9][a-z0-9_-]{0,63}$. */
+  ERR_INVALID_NAME: 'ERR_INVALID_NAME',
+  /** An option or argument value is out of range (its type was right). */
+  ERR_INVALID_ARGUMENT: 'ERR_INVALID_ARGUMENT',
+  ERR_COLLECTION_NOT_FOUND: 'ERR_COLLECTION_NOT_FOUND',
+  ERR_COLLECTION_EXISTS: 'ERR_COLLECTION_EXISTS',
+  /** The database (or collection) was closed or dropped. */
+  ERR_DATABASE_CLOSED: 'ERR_DATABASE_CLOSED',
+  /** Another live process holds the directory's lock file. */
+  ERR_DATABASE_LOCKED: 'ERR_DATABASE_LOCKED',
+  /** A segment file or object fails a structural or CRC32 check. */
+  ERR_SEGMENT_CORRUPT: 'ERR_SEGMENT_CORRUPT',
+  ERR_SEGMENT_NOT_FOUND: 'ERR_SEGMENT_NOT_FOUND',
+  /** No verified copy of a segment exists; searches that need it fail rather than guess. */
+  ERR_SEGMENT_UNAVAILABLE: 'ERR_SEGMENT_UNAVAILABLE',
+  /** A manifest file fails its checksum or schema check. */
+  ERR_MANIFEST_CORRUPT: 'ERR_MANIFEST_CORRUPT',
+  /** A write-ahead log record other than the torn tail fails its CRC32. */
+  ERR_WAL_CORRUPT: 'ERR_WAL_CORRUPT',
+  /** A tier (object store, local disk) cannot be reached or refused the operation. */
+  ERR_TIER_UNAVAILABLE: 'ERR_TIER_UNAVAILABLE',
+  /** The local disk is full (ENOSPC/EDQUOT); the write was rolled back. */
+  ERR_DISK_FULL: 'ERR_DISK_FULL',
+  /** Any other I/O failure; see `cause`. */
+  ERR_IO: 'ERR_IO',
+  /** A worker task crashed or timed out; nothing it half-wrote is visible. */
+  ERR_WORKER_FAILED: 'ERR_WORKER_FAILED',
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class StratavecError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StratavecError';
+    this.code = code;
+  }
+}
+
+export function isStratavecError(err: unknown, code?: ErrorCode): err is StratavecError {
+  return err instanceof StratavecError && (code === undefined || err.code === code);
+}
+
+/** Maps a Node system error from a local file operation to a coded error, keeping it as cause. */
+export function ioError(err: unknown, what: string): StratavecError {
+  if (err instanceof StratavecError) return err;
+  const sys = err as NodeJS.ErrnoException;
+  if (sys?.code === 'ENOSPC' || sys?.code === 'EDQUOT') {
+    return new StratavecError('ERR_DISK_FULL', `disk full while ${what}`, { cause: err });
+  }
+  return new StratavecError('ERR_IO', `I/O failure while ${what}: ${sys?.code ?? sys?.message ?? String(err)}`, { cause: err });
+}

@@ -1,0 +1,189 @@
+// The collection manifest: the committed list of live segments with their checksums, tiers and
+// tombstones, plus where WAL replay starts. Versioned files, each written by the crash-safe recipe;
+// the highest valid version wins. Schema checks live here; commit policy lives in engine/.
+
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { StratavecError, ioError } from './errors.js';
+import { crc32 } from './crc32.js';
+import { writeFileAtomic, TEMP_PREFIX } from './fsutil.js';
+
+export const MANIFEST_FORMAT = 1;
+/** Above this a manifest file is rejected before it is read: a corrupt size must not cost memory. */
+export const MAX_MANIFEST_BYTES = 256 * 1024 * 1024;
+
+export type TierName = 'hot' | 'warm' | 'cold';
+export type MetricName = 'l2' | 'ip' | 'cosine';
+
+export interface ManifestSection {
+  kind: number;
+  rawLength: number;
+  /** CRC32 of the decoded bytes: the identity of the section, whatever codec a copy uses. */
+  rawCrc: number;
+}
+
+/** One stored copy of a segment (the local raw file, or the remote object). */
+export interface ManifestCopy {
+  bytes: number;
+  /** CRC32 of the stored bytes per section, in the order of `sections`. */
+  storedCrcs: number[];
+  codecs: number[];
+}
+
+export interface ManifestSegment {
+  id: string;
+  seq: number;
+  records: number;
+  /** Tombstoned row numbers, ascending. */
+  deleted: number[];
+  sections: ManifestSection[];
+  /** Where the durable home copy lives: `warm` = local file, `cold` = object store only. */
+  tier: 'warm' | 'cold';
+  local?: ManifestCopy;
+  remote?: ManifestCopy & { key: string };
+  pinned?: TierName;
+  createdAt: number;
+}
+
+export interface HnswSettings {
+  M: number;
+  efConstruction: number;
+  efSearch: number;
+}
+
+export interface CollectionManifest {
+  format: number;
+  collection: string;
+  version: number;
+  dimension: number;
+  metric: MetricName;
+  hnsw: HnswSettings;
+  createdAt: number;
+  /** Sequence number the next sealed segment gets. */
+  nextSegmentSeq: number;
+  /** First WAL file not covered by the segments here: recovery replays it and all after it. */
+  walSeq: number;
+  segments: ManifestSegment[];
+}
+
+const HEADER_RE = /^stratavec-manifest v(\d+) crc32=([0-9a-f]{8}) bytes=(\d+)\n/;
+
+export function encodeManifest(m: CollectionManifest): Buffer {
+  const body = Buffer.from(JSON.stringify(m), 'utf8');
+  const header = `stratavec-manifest v${MANIFEST_FORMAT} crc32=${crc32(body).toString(16).padStart(8, '0')} bytes=${body.length}\n`;
+  return Buffer.concat([Buffer.from(header, 'ascii'), body]);
+}
+
+function corrupt(what: string, file: string): StratavecError {
+  return new StratavecError('ERR_MANIFEST_CORRUPT', `manifest ${file} is corrupt: ${what}`);
+}
+
+export function decodeManifest(buf: Buffer, file = '(buffer)'): CollectionManifest {
+  const head = buf.subarray(0, 96).toString('latin1');
+  const m = HEADER_RE.exec(head);
+  if (!m) throw corrupt('bad header', file);
+  if (Number(m[1]) !== MANIFEST_FORMAT) throw corrupt(`unsupported format v${m[1]}`, file);
+  const len = Number(m[3]);
+  const start = m[0].length;
+  if (buf.length - start !== len) throw corrupt(`length ${buf.length - start} != ${len}`, file);
+  const body = buf.subarray(start);
+  if (crc32(body) !== parseInt(m[2]!, 16)) throw corrupt('CRC32 mismatch', file);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw new StratavecError('ERR_MANIFEST_CORRUPT', `manifest ${file} is corrupt: bad JSON`, { cause: err });
+  }
+  validateManifest(parsed, file);
+  return parsed;
+}
+
+const isInt = (v: unknown, min = 0): v is number => Number.isSafeInteger(v) && (v as number) >= min;
+
+function validateManifest(v: unknown, file: string): asserts v is CollectionManifest {
+  const m = v as Partial<CollectionManifest>;
+  const bad = (what: string) => corrupt(what, file);
+  if (!m || typeof m !== 'object') throw bad('not an object');
+  if (m.format !== MANIFEST_FORMAT) throw bad('format');
+  if (typeof m.collection !== 'string') throw bad('collection');
+  if (!isInt(m.version, 1)) throw bad('version');
+  if (!isInt(m.dimension, 1) || m.dimension > 65536) throw bad('dimension');
+  if (m.metric !== 'l2' && m.metric !== 'ip' && m.metric !== 'cosine') throw bad('metric');
+  if (!m.hnsw || !isInt(m.hnsw.M, 2) || !isInt(m.hnsw.efConstruction, 1) || !isInt(m.hnsw.efSearch, 1)) throw bad('hnsw');
+  if (!isInt(m.nextSegmentSeq, 1) || !isInt(m.walSeq, 1)) throw bad('sequence numbers');
+  if (!Array.isArray(m.segments)) throw bad('segments');
+  const ids = new Set<string>();
+  for (const s of m.segments) {
+    if (!s || typeof s.id !== 'string' || ids.has(s.id)) throw bad('segment id');
+    ids.add(s.id);
+    if (!isInt(s.seq, 1) || s.seq >= m.nextSegmentSeq) throw bad(`segment ${s.id} seq`);
+    if (!isInt(s.records)) throw bad(`segment ${s.id} records`);
+    if (!Array.isArray(s.deleted) || !s.deleted.every((r) => isInt(r) && r < s.records)) throw bad(`segment ${s.id} tombstones`);
+    if (!Array.isArray(s.sections) || !s.sections.every((x) => isInt(x.kind) && isInt(x.rawLength) && isInt(x.rawCrc))) {
+      throw bad(`segment ${s.id} sections`);
+    }
+    if (s.tier !== 'warm' && s.tier !== 'cold') throw bad(`segment ${s.id} tier`);
+  }
+}
+
+const MANIFEST_NAME_RE = /^(\d{12})\.manifest$/;
+
+export function manifestFileName(version: number): string {
+  return `${String(version).padStart(12, '0')}.manifest`;
+}
+
+/** Manifest versions present in `dir`, ascending (temp files and strangers ignored). */
+export async function listManifestVersions(dir: string): Promise<number[]> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw ioError(err, `listing manifests in ${path.basename(dir)}`);
+  }
+  return names
+    .filter((n) => !n.startsWith(TEMP_PREFIX))
+    .map((n) => MANIFEST_NAME_RE.exec(n))
+    .filter((x): x is RegExpExecArray => x !== null)
+    .map((x) => Number(x[1]))
+    .sort((a, b) => a - b);
+}
+
+export async function readManifestFile(file: string): Promise<CollectionManifest> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(file, 'r');
+    const { size } = await fh.stat();
+    if (size > MAX_MANIFEST_BYTES) throw corrupt(`size ${size} over the ${MAX_MANIFEST_BYTES}-byte cap`, path.basename(file));
+    const buf = Buffer.alloc(size);
+    await fh.read(buf, 0, size, 0);
+    return decodeManifest(buf, path.basename(file));
+  } catch (err) {
+    throw err instanceof StratavecError ? err : ioError(err, `reading manifest ${path.basename(file)}`);
+  } finally {
+    await fh?.close();
+  }
+}
+
+/**
+ * The newest manifest in `dir`. A corrupt newest version is an error, not a silent fall-back to an
+ * older one: the WAL before the newest version may already be gone, so the older one could be stale.
+ */
+export async function loadLatestManifest(dir: string): Promise<CollectionManifest | undefined> {
+  const versions = await listManifestVersions(dir);
+  const latest = versions.at(-1);
+  if (latest === undefined) return undefined;
+  const m = await readManifestFile(path.join(dir, manifestFileName(latest)));
+  if (m.version !== latest) throw corrupt(`holds version ${m.version}`, manifestFileName(latest));
+  return m;
+}
+
+/** Writes `m` as version m.version, then prunes all but the newest `keep` versions. */
+export async function writeManifest(dir: string, m: CollectionManifest, keep = 3): Promise<void> {
+  await writeFileAtomic(path.join(dir, manifestFileName(m.version)), encodeManifest(m));
+  const versions = await listManifestVersions(dir);
+  for (const v of versions.slice(0, Math.max(0, versions.length - keep))) {
+    // Old versions are only a debugging aid once a newer one is durable; a failed unlink is harmless.
+    await fsp.rm(path.join(dir, manifestFileName(v)), { force: true }).catch(() => undefined);
+  }
+}

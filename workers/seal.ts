@@ -1,0 +1,74 @@
+// The seal task: turns a frozen growing segment into one immutable segment file (HNSW built here).
+// Runs in a pool worker, or inline when `workers: 0`. It reads vectors straight out of the growing
+// segment's SharedArrayBuffer and writes the file by the crash-safe recipe; it never touches the
+// manifest (the engine commits the result).
+
+import {
+  encodeSegment, writeSegmentFile, encodeStringTable, encodeIdLookup, SectionKind,
+  type SectionEntry, type SectionInput,
+} from '../format/segment.js';
+import { HnswIndex, type HnswParams, type Metric } from '../index/hnsw.js';
+
+export interface SealTask {
+  segmentId: string;
+  collection: string;
+  outPath: string;
+  tmpDir: string;
+  dimension: number;
+  metric: Metric;
+  hnsw: HnswParams;
+  /** The growing segment's vector storage (row-major float32), shared, not copied. */
+  vectors: SharedArrayBuffer;
+  /** Rows of the growing segment in the growing storage. */
+  count: number;
+  /** Live rows to keep, ascending; null keeps all `count` rows. */
+  rows: Uint32Array | null;
+  /** Ids and payload JSON of the kept rows, in output order. */
+  ids: string[];
+  payloads: (string | null)[];
+  createdAt: number;
+  seed: number;
+}
+
+export interface SealResult {
+  bytes: number;
+  sections: SectionEntry[];
+  buildMs: number;
+  writeMs: number;
+}
+
+export async function seal(task: SealTask): Promise<SealResult> {
+  const { dimension: dim, rows } = task;
+  const all = new Float32Array(task.vectors, 0, task.count * dim);
+  let vectors: Float32Array;
+  if (rows === null) {
+    vectors = all;
+  } else {
+    vectors = new Float32Array(rows.length * dim);
+    for (let i = 0; i < rows.length; i++) vectors.set(all.subarray(rows[i]! * dim, rows[i]! * dim + dim), i * dim);
+  }
+  const n = task.ids.length;
+  if (vectors.length !== n * dim) throw new RangeError(`seal: ${vectors.length / dim} vectors for ${n} ids`);
+
+  const t0 = performance.now();
+  const index = HnswIndex.build(vectors, dim, n, task.metric, task.hnsw, { seed: task.seed });
+  const indexBytes = await index.toBytes(task.tmpDir);
+  const t1 = performance.now();
+
+  const meta = Buffer.from(JSON.stringify({
+    segmentId: task.segmentId, collection: task.collection, createdAt: task.createdAt,
+    dimension: dim, metric: task.metric, count: n, hnsw: task.hnsw,
+  }));
+  const sections: SectionInput[] = [
+    { kind: SectionKind.meta, data: meta },
+    { kind: SectionKind.vectors, data: new Uint8Array(vectors.buffer, vectors.byteOffset, vectors.byteLength) },
+    { kind: SectionKind.ids, data: encodeStringTable(task.ids) },
+    { kind: SectionKind.payloads, data: encodeStringTable(task.payloads) },
+    { kind: SectionKind.hnsw, data: indexBytes },
+    { kind: SectionKind.idLookup, data: encodeIdLookup(task.ids) },
+  ];
+  const encoded = encodeSegment({ dimension: dim, metric: task.metric, count: n }, sections);
+  await writeSegmentFile(task.outPath, encoded);
+  const t2 = performance.now();
+  return { bytes: encoded.size, sections: encoded.sections, buildMs: t1 - t0, writeMs: t2 - t1 };
+}
