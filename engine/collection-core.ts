@@ -13,6 +13,7 @@ import { SectionKind } from '../format/segment.js';
 import { WalWriter, readWal, encodeWalFrame, type WalOp, type WalUpsertRecord } from '../format/wal.js';
 import { HnswIndex, type Metric } from '../index/hnsw.js';
 import type { WorkerPool } from '../workers/pool.js';
+import type { SealResult } from '../workers/seal.js';
 import type { HotTier, HotSegment } from '../tiers/hot.js';
 import type { WarmTier } from '../tiers/warm.js';
 import { SegmentView } from '../tiers/segment-view.js';
@@ -99,6 +100,15 @@ class SealedSegment {
 }
 
 type Location = { seg: GrowingSegment | SealedSegment; row: number };
+
+interface BuiltSegment {
+  meta: ManifestSegment;
+  rows: Uint32Array;
+  ids: string[];
+  outPath: string;
+  result: SealResult;
+  startedAt: number;
+}
 
 interface FrozenRange {
   seg: GrowingSegment;
@@ -330,29 +340,40 @@ export class CollectionCore {
     this.#sealing.catch(() => undefined); // kept in #sealError and reported by flush()
   }
 
-  /** Seals frozen ranges strictly in order; a failure stops the queue so WAL order is kept. */
+  /**
+   * Seals frozen ranges: index builds run side by side (one per pool thread), commits happen
+   * strictly in WAL order. A failure stops the queue, so a later range is never committed over
+   * an earlier one whose WAL must still be replayed.
+   */
   async #drainSeals(): Promise<void> {
     this.#sealError = undefined;
     while (this.#frozen.length > 0 && !this.#closed) {
-      try {
-        await this.#sealOne(this.#frozen[0]!);
-      } catch (err) {
-        this.#sealError = err instanceof StratavecError ? err : new StratavecError('ERR_IO', `seal failed: ${(err as Error).message}`, { cause: err });
-        throw this.#sealError;
+      const batch = this.#frozen.slice(0, Math.max(1, this.#ctx.pool.threads));
+      const builds = batch.map((range) => this.#build(range));
+      for (const b of builds) b.catch(() => undefined); // each is awaited below, in order
+      for (let i = 0; i < batch.length; i++) {
+        try {
+          await this.#commitBuilt(batch[i]!, await builds[i]!);
+        } catch (err) {
+          // Builds after the failed one are not committed: remove the files they wrote.
+          for (const b of builds.slice(i + 1)) {
+            const built = await b.catch(() => undefined);
+            if (built) await this.#ctx.warm.remove(built.outPath);
+          }
+          this.#sealError = err instanceof StratavecError ? err : new StratavecError('ERR_IO', `seal failed: ${(err as Error).message}`, { cause: err });
+          throw this.#sealError;
+        }
+        this.#frozen.shift();
       }
-      this.#frozen.shift();
     }
   }
 
-  async #sealOne(range: FrozenRange): Promise<void> {
+  /** Builds the segment file of a frozen range in the pool; commits nothing. */
+  async #build(range: FrozenRange): Promise<BuiltSegment | undefined> {
     const g = range.seg;
     const t0 = performance.now();
     const rows = g.liveRows();
-    if (rows.length === 0) {
-      await this.#commit(range.walTo + 1);
-      await this.#dropWalThrough(range.walTo);
-      return;
-    }
+    if (rows.length === 0) return undefined;
     const seq = this.#nextSeq++;
     const id = `${this.name}.${seq}`;
     const ids = Array.from(rows, (r) => g.ids[r]!);
@@ -372,7 +393,18 @@ export class CollectionCore {
       local: { bytes: result.bytes, storedCrcs: result.sections.map((s) => s.storedCrc), codecs: result.sections.map((s) => s.codec) },
       createdAt,
     };
-    const seg = new SealedSegment(meta);
+    return { meta, rows, ids, outPath, result, startedAt: t0 };
+  }
+
+  async #commitBuilt(range: FrozenRange, built: BuiltSegment | undefined): Promise<void> {
+    const g = range.seg;
+    if (!built) {
+      await this.#commit(range.walTo + 1);
+      await this.#dropWalThrough(range.walTo);
+      return;
+    }
+    const { rows, ids, outPath, result } = built;
+    const seg = new SealedSegment(built.meta);
     const markDead = () => {
       for (let i = 0; i < rows.length; i++) if (g.isDead(rows[i]!)) seg.kill(i);
     };
@@ -393,7 +425,7 @@ export class CollectionCore {
     s.sealedRecords += rows.length;
     s.lastBuildMs = result.buildMs;
     s.lastWriteMs = result.writeMs;
-    s.lastSealMs = performance.now() - t0;
+    s.lastSealMs = performance.now() - built.startedAt;
   }
 
   /** Removes the WAL files a committed manifest no longer needs (every file up to `walTo`). */
@@ -492,18 +524,20 @@ export class CollectionCore {
     ef: number,
     filter: ((p: Payload | undefined) => boolean) | undefined,
     includePayload: boolean,
+    exact = false,
   ): Promise<SearchHit[]> {
     type Cand = { d: number; row: number; src: GrowingSegment | SegmentView };
     const cands: Cand[] = [];
     for (const seg of this.#sealed.values()) {
       if (seg.live === 0) continue;
-      const hot = await this.#hotOf(seg);
+      // Exact search scans the mapped vectors and never needs the index (nor promotion).
+      const hot = exact ? undefined : await this.#hotOf(seg);
+      const view = hot ? hot.view : this.#viewOf(seg);
       const { tomb } = seg;
-      const view = hot.view;
       const accept = filter
         ? (r: number) => tomb[r] === 0 && filter(view.payload(r))
         : seg.deleted > 0 ? (r: number) => tomb[r] === 0 : undefined;
-      const res = hot.index.search(query, k, ef, accept);
+      const res = hot ? hot.index.search(query, k, ef, accept) : view.scan(query, k, accept);
       for (let i = 0; i < res.rows.length; i++) cands.push({ d: res.distances[i]!, row: res.rows[i]!, src: view });
     }
     for (const g of [...this.#frozen.map((f) => f.seg), this.#growing]) {

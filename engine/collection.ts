@@ -25,6 +25,8 @@ export interface SearchOptions {
   filter?: Filter;
   /** Return payloads with the hits (default true). */
   includePayload?: boolean;
+  /** Exact search: scan every vector instead of the HNSW graph (slow; the ground truth). */
+  exact?: boolean;
 }
 
 export const MAX_PAYLOAD_BYTES = 1024 * 1024;
@@ -91,7 +93,7 @@ export class Collection {
     intInRange('k', k, 1, MAX_K);
     const ef = options.ef ?? this.#efSearch;
     intInRange('ef', ef, 1, MAX_EF);
-    return this.#core.search(q, k, Math.max(ef, k), compileFilter(options.filter), options.includePayload ?? true);
+    return this.#core.search(q, k, Math.max(ef, k), compileFilter(options.filter), options.includePayload ?? true, options.exact === true);
   }
 
   /** Seals the growing segment now and waits until it is committed. */

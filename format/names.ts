@@ -17,6 +17,8 @@ export function validateCollectionName(name: unknown): string {
 export function validateId(id: unknown): string {
   if (typeof id !== 'string') throw new TypeError(`id must be a string, got ${typeof id}`);
   if (id.length === 0) throw new StratavecError('ERR_INVALID_ID', 'id must not be empty');
+  // A lone surrogate has no UTF-8 form: two different ones would both encode as U+FFFD and collide.
+  if (!id.isWellFormed()) throw new StratavecError('ERR_INVALID_ID', 'id holds a lone UTF-16 surrogate (not valid Unicode)');
   // Cheap bound first: a UTF-16 string of n units encodes to at most 3n UTF-8 bytes.
   if (id.length * 3 > MAX_ID_BYTES && Buffer.byteLength(id, 'utf8') > MAX_ID_BYTES) {
     throw new StratavecError('ERR_INVALID_ID', `id is ${Buffer.byteLength(id, 'utf8')} bytes of UTF-8; the limit is ${MAX_ID_BYTES}`);

@@ -1,7 +1,6 @@
-// The immutable segment file: its byte layout, the encoder that lays sections out, and the reader
-// that checks every number it reads against the file before using it. Bytes only: no codecs, no
-// policy. It must never trust an unchecked length, allocate in proportion to a number read from the
-// file, or let a malformed file surface as anything but ERR_SEGMENT_CORRUPT.
+// The immutable segment file: byte layout, encoder, and a reader that checks every number against
+// the file before use. Bytes only (no codecs, no policy); it must never trust an unchecked length,
+// allocate in proportion to a number read from the file, or fail with anything but ERR_SEGMENT_CORRUPT.
 //
 // Layout (little-endian): 64-byte header | sections, each at a 64-byte-aligned offset, zero padding
 // between | section table (48 bytes per entry) at an aligned offset | 32-byte trailer. Alignment is
@@ -477,31 +476,33 @@ export class SegmentReader {
 
 export function encodeStringTable(values: ReadonlyArray<string | null>): Buffer {
   const n = values.length;
-  const lengths = new Array<number>(n);
+  const start = 4 + 4 * (n + 1);
+  const ends = new Uint32Array(n);
   let total = 0;
   for (let i = 0; i < n; i++) {
     const v = values[i];
-    if (v === null) {
-      lengths[i] = 0;
-      continue;
+    if (v !== null) {
+      if (typeof v !== 'string') throw new TypeError(`string table entry ${i} must be a string or null`);
+      if (v.length === 0) throw invalid(`string table entry ${i} is empty; empty reads back as null, so it cannot be stored`);
+      total += Buffer.byteLength(v, 'utf8');
+      if (start + total > MAX_SECTION_RAW) throw invalid(`string table exceeds the ${MAX_SECTION_RAW}-byte section cap at entry ${i}`);
     }
-    if (typeof v !== 'string') throw new TypeError(`string table entry ${i} must be a string or null`);
-    if (v.length === 0) throw invalid(`string table entry ${i} is empty; empty reads back as null, so it cannot be stored`);
-    const len = Buffer.byteLength(v, 'utf8');
-    lengths[i] = len;
-    total += len;
+    ends[i] = total;
   }
-  const start = 4 + 4 * (n + 1);
-  if (start + total > MAX_SECTION_RAW) throw invalid(`string table of ${start + total} bytes exceeds the ${MAX_SECTION_RAW}-byte section cap`);
   const buf = Buffer.alloc(start + total);
   buf.writeUInt32LE(n, 0);
-  let rel = 0;
-  buf.writeUInt32LE(0, 4);
-  for (let i = 0; i < n; i++) {
-    const len = lengths[i]!;
-    if (len > 0) buf.write(values[i]!, start + rel, len, 'utf8');
-    rel += len;
-    buf.writeUInt32LE(rel, 4 + 4 * (i + 1));
+  // Offsets in one block copy: the section is little-endian, as is every host this copy runs on.
+  if (LITTLE_ENDIAN_HOST) buf.set(new Uint8Array(ends.buffer), 8);
+  else for (let i = 0; i < n; i++) buf.writeUInt32LE(ends[i]!, 8 + 4 * i);
+  // One write of the joined strings (join turns null into '') is far cheaper than a write per
+  // entry. It is only wrong when lone surrogates at a boundary pair up across entries, which can
+  // only shrink the bytes (6 -> 4): then redo it entry by entry, exactly as byteLength measured.
+  if (buf.write(values.join(''), start, 'utf8') !== total) {
+    let at = start;
+    for (let i = 0; i < n; i++) {
+      const v = values[i];
+      if (v) at += buf.write(v, at, 'utf8');
+    }
   }
   return buf;
 }
@@ -541,53 +542,94 @@ export class StringTable {
     return new StringTable(b, count);
   }
 
-  getBytes(i: number): Buffer {
+  #range(i: number): [number, number] {
     if (!Number.isInteger(i) || i < 0 || i >= this.count) throw invalid(`string table index ${i} outside 0..${this.count - 1}`);
-    const s = this.#dv.getUint32(4 + 4 * i, true);
-    const e = this.#dv.getUint32(8 + 4 * i, true);
-    return this.#buf.subarray(this.#dataStart + s, this.#dataStart + e);
+    return [this.#dataStart + this.#dv.getUint32(4 + 4 * i, true), this.#dataStart + this.#dv.getUint32(8 + 4 * i, true)];
+  }
+
+  /** Zero-copy view of entry i's UTF-8 bytes (empty for null). */
+  getBytes(i: number): Buffer {
+    const [s, e] = this.#range(i);
+    return this.#buf.subarray(s, e);
   }
 
   get(i: number): string | null {
-    const bytes = this.getBytes(i);
-    return bytes.length === 0 ? null : bytes.toString('utf8');
+    const [s, e] = this.#range(i);
+    return s === e ? null : this.#buf.toString('utf8', s, e);
+  }
+
+  /**
+   * Buffer.compare(entry i, key) without making a Buffer for the entry: a plain loop beats the
+   * native call's argument checks on id-sized keys, and lookups call this ~log2(count) times.
+   */
+  compareBytes(i: number, key: Uint8Array): number {
+    const [s, e] = this.#range(i);
+    const buf = this.#buf;
+    const n = Math.min(e - s, key.length);
+    for (let j = 0; j < n; j++) {
+      const d = buf[s + j]! - key[j]!;
+      if (d !== 0) return d < 0 ? -1 : 1;
+    }
+    const d = e - s - key.length;
+    return d === 0 ? 0 : d < 0 ? -1 : 1;
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Id lookup: u32 count, then the row numbers sorted by their ids' UTF-8 bytes (Buffer.compare
 // order), so a point lookup is a binary search over the mapped file with no index to build.
-// Byte order rather than JS string order: UTF-16 code-unit order differs for astral characters.
+
+// Well-formed UTF-16 compared in code-point order, which is UTF-8 byte order. Plain `<` compares
+// code units, which puts U+10000.. (surrogates D800-DFFF) below U+E000-U+FFFF; remapping the
+// first differing unit fixes exactly that. At the first difference of well-formed strings, a
+// surrogate is a lead surrogate of a code point above every BMP character, or both are.
+function compareCodePoints(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    let x = a.charCodeAt(i);
+    let y = b.charCodeAt(i);
+    if (x !== y) {
+      if (x >= 0xd800 && y >= 0xd800) {
+        x = x < 0xe000 ? x + 0x2000 : x - 0x800;
+        y = y < 0xe000 ? y + 0x2000 : y - 0x800;
+      }
+      return x - y;
+    }
+  }
+  return a.length - b.length;
+}
+
+const LONE_SURROGATE = /\p{Cs}/u;
+const NEEDS_CODE_POINT_ORDER = /[\ud800-\uffff]/;
 
 export function encodeIdLookup(ids: ReadonlyArray<string>): Buffer {
   const n = ids.length;
-  const starts = new Float64Array(n + 1);
-  let total = 0;
+  let wide = false;
   for (let i = 0; i < n; i++) {
     const id = ids[i];
     if (typeof id !== 'string') throw new TypeError(`id ${i} must be a string`);
     if (id.length === 0) throw invalid(`id ${i} is empty`);
-    starts[i] = total;
-    total += Buffer.byteLength(id, 'utf8');
-  }
-  starts[n] = total;
-  // One buffer for all ids so the sort compares ranges without a Buffer per id.
-  const all = Buffer.allocUnsafe(total);
-  for (let i = 0; i < n; i++) all.write(ids[i]!, starts[i]!, starts[i + 1]! - starts[i]!, 'utf8');
-  const rows = new Uint32Array(n);
-  for (let i = 0; i < n; i++) rows[i] = i;
-  rows.sort((a, b) => all.compare(all, starts[b]!, starts[b + 1]!, starts[a]!, starts[a + 1]!));
-  for (let i = 1; i < n; i++) {
-    const a = rows[i - 1]!;
-    const b = rows[i]!;
-    // Two distinct JS strings can share UTF-8 bytes (lone surrogates both become U+FFFD).
-    if (all.compare(all, starts[b]!, starts[b + 1]!, starts[a]!, starts[a + 1]!) === 0) {
-      throw invalid(`duplicate id ${JSON.stringify(ids[a])} (rows ${a} and ${b})`);
+    if (!wide && NEEDS_CODE_POINT_ORDER.test(id)) {
+      // Lone surrogates all encode to U+FFFD in UTF-8, so two distinct JS ids would collide on disk.
+      if (LONE_SURROGATE.test(id)) throw invalid(`id ${i} is not well-formed UTF-16 (lone surrogate)`);
+      wide = true;
+    } else if (wide && LONE_SURROGATE.test(id)) {
+      throw invalid(`id ${i} is not well-formed UTF-16 (lone surrogate)`);
     }
+  }
+  const rows = new Array<number>(n);
+  for (let i = 0; i < n; i++) rows[i] = i;
+  // Without any code unit >= U+D800, code-unit order already is byte order, and `<` is native.
+  if (wide) rows.sort((a, b) => compareCodePoints(ids[a]!, ids[b]!));
+  else rows.sort((a, b) => (ids[a]! < ids[b]! ? -1 : ids[a]! > ids[b]! ? 1 : 0));
+  for (let i = 1; i < n; i++) {
+    // Well-formed strings are equal exactly when their UTF-8 bytes are.
+    if (ids[rows[i - 1]!] === ids[rows[i]!]) throw invalid(`duplicate id ${JSON.stringify(ids[rows[i]!])} (rows ${rows[i - 1]} and ${rows[i]})`);
   }
   const out = Buffer.alloc(4 + 4 * n);
   out.writeUInt32LE(n, 0);
-  for (let i = 0; i < n; i++) out.writeUInt32LE(rows[i]!, 4 + 4 * i);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  for (let i = 0; i < n; i++) view.setUint32(4 + 4 * i, rows[i]!, true);
   return out;
 }
 
@@ -606,7 +648,7 @@ export function lookupRow(lookup: Buffer, ids: StringTable, id: string): number 
     const mid = (lo + hi) >>> 1;
     const row = dv.getUint32(4 + 4 * mid, true);
     if (row >= n) throw corrupt(`id lookup row ${row} is out of range (count ${n})`);
-    const c = Buffer.compare(ids.getBytes(row), key);
+    const c = ids.compareBytes(row, key);
     if (c === 0) return row;
     if (c < 0) lo = mid + 1;
     else hi = mid - 1;
