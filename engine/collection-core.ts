@@ -1,23 +1,33 @@
 // The inside of one collection: write path (WAL -> growing segment -> seal -> manifest commit),
-// recovery, the id -> location map, and search across segments. It trusts its inputs: the public
-// Collection class validates them. It never writes a manifest except through #commit.
+// recovery, the id -> location map, search across segments and tiers, and verified migration of
+// its segments between tiers. It trusts its inputs: the public Collection class validates them.
+// It never writes a manifest except through #commit, and never releases a copy of a segment
+// before a manifest that no longer needs it is durable.
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { StratavecError } from '../format/errors.js';
 import { TEMP_PREFIX, mkdirDurable } from '../format/fsutil.js';
+import { mapReadOnly } from '../format/mapped-file.js';
 import {
-  loadLatestManifest, writeManifest, type CollectionManifest, type ManifestSegment,
+  loadLatestManifest, writeManifest, encodeManifest, type CollectionManifest, type ManifestSegment,
 } from '../format/manifest.js';
-import { SectionKind } from '../format/segment.js';
+import {
+  SectionKind, StringTable, encodeSegment, writeSegmentFile, SegmentReader, HEADER_SIZE, TRAILER_SIZE, Codec,
+} from '../format/segment.js';
 import { WalWriter, readWal, encodeWalFrame, type WalOp, type WalUpsertRecord } from '../format/wal.js';
 import { HnswIndex, type Metric } from '../index/hnsw.js';
 import type { WorkerPool } from '../workers/pool.js';
 import type { SealResult } from '../workers/seal.js';
-import type { HotTier, HotSegment } from '../tiers/hot.js';
+import { decodeSection } from '../workers/codec.js';
+import type { HotTier, HotLease } from '../tiers/hot.js';
 import type { WarmTier } from '../tiers/warm.js';
+import type { ColdTier } from '../tiers/cold.js';
+import type { AccessTracker } from '../tiers/access-stats.js';
+import type { TierStats, TierName } from '../tiers/tier-stats.js';
 import { SegmentView } from '../tiers/segment-view.js';
 import { GrowingSegment } from './growing.js';
+import { SealedSegment } from './sealed-segment.js';
 import type { FilledOptions } from './options.js';
 import type { Payload } from './filter.js';
 
@@ -25,8 +35,24 @@ export interface EngineContext {
   pool: WorkerPool;
   hot: HotTier;
   warm: WarmTier;
+  cold: ColdTier;
+  access: AccessTracker;
+  tierStats: TierStats;
   tmpDir: string;
   options: FilledOptions;
+  /** Tells the tiering loop that local usage grew (a seal, a rehydration). */
+  nudgeTiering: () => void;
+}
+
+export type Tier = TierName;
+
+export interface MoveResult {
+  segmentId: string;
+  from: Tier;
+  to: Tier;
+  /** Logical bytes of the segment moved (0 when nothing moved). */
+  bytes: number;
+  ms: number;
 }
 
 export interface SearchHit {
@@ -45,12 +71,15 @@ export interface SegmentInfo {
   id: string;
   collection: string;
   seq: number;
-  tier: 'hot' | 'warm' | 'cold';
+  tier: Tier;
   records: number;
   deleted: number;
   live: number;
+  /** Raw (logical) bytes of the segment file. */
   bytes: number;
-  pinned: boolean;
+  /** Bytes of the compressed remote copy, when there is one. */
+  remoteBytes: number | undefined;
+  pinned: Tier | undefined;
   createdAt: number;
   status: 'ok' | 'unavailable';
 }
@@ -61,42 +90,6 @@ export interface SealStats {
   lastBuildMs: number;
   lastWriteMs: number;
   lastSealMs: number;
-}
-
-/** A sealed, committed segment as the collection tracks it in memory. */
-class SealedSegment {
-  readonly meta: ManifestSegment;
-  readonly tomb: Uint8Array;
-  deleted = 0;
-  view: SegmentView | undefined;
-  error: StratavecError | undefined;
-
-  constructor(meta: ManifestSegment) {
-    this.meta = meta;
-    this.tomb = new Uint8Array(meta.records);
-    for (const r of meta.deleted) this.kill(r);
-  }
-
-  get id(): string {
-    return this.meta.id;
-  }
-
-  get live(): number {
-    return this.meta.records - this.deleted;
-  }
-
-  kill(row: number): void {
-    if (this.tomb[row] === 0) {
-      this.tomb[row] = 1;
-      this.deleted++;
-    }
-  }
-
-  deletedRows(): number[] {
-    const out: number[] = [];
-    for (let r = 0; r < this.tomb.length; r++) if (this.tomb[r] === 1) out.push(r);
-    return out;
-  }
 }
 
 type Location = { seg: GrowingSegment | SealedSegment; row: number };
@@ -175,7 +168,7 @@ export class CollectionCore {
     if (!manifest) throw new StratavecError('ERR_MANIFEST_CORRUPT', `collection at ${path.basename(dir)} has no manifest`);
     const core = new CollectionCore(ctx, dir, manifest);
     await core.#removeLeftovers();
-    for (const meta of manifest.segments) core.#attachSegment(new SealedSegment(meta));
+    for (const meta of manifest.segments) await core.#attachSegment(new SealedSegment(meta));
     await core.#replayWal();
     if (core.#growing.count >= ctx.options.segmentMaxRecords) core.#startRotation();
     return core;
@@ -192,12 +185,13 @@ export class CollectionCore {
   async #removeLeftovers(): Promise<void> {
     // We hold the directory lock, so nothing here can be in use: temp files from a crashed write,
     // and segment files a crashed seal wrote but never committed.
+    // A warm segment keeps its file, a cold one its id stub; anything else is a leftover (e.g. the
+    // local file of a segment whose move to cold committed just before a crash).
     const segDir = path.join(this.dir, 'segments');
-    const known = new Set(this.#manifest.segments.map((s) => path.basename(this.#ctx.warm.pathFor(this.name, s.seq))));
+    const known = new Set(this.#manifest.segments.map((s) => path.basename(
+      s.tier === 'warm' ? this.#ctx.warm.pathFor(this.name, s.seq) : this.#stubPath(s.seq))));
     for (const name of await fsp.readdir(segDir)) {
-      if (name.startsWith(TEMP_PREFIX) || (name.endsWith('.seg') && !known.has(name))) {
-        await fsp.rm(path.join(segDir, name), { force: true });
-      }
+      if (!known.has(name)) await fsp.rm(path.join(segDir, name), { force: true });
     }
     const mdir = CollectionCore.manifestDir(this.dir);
     for (const name of await fsp.readdir(mdir)) {
@@ -205,22 +199,33 @@ export class CollectionCore {
     }
   }
 
-  #attachSegment(seg: SealedSegment): void {
+  async #attachSegment(seg: SealedSegment): Promise<void> {
     this.#sealed.set(seg.id, seg);
+    let ids: StringTable;
     try {
-      const buf = this.#ctx.warm.map(this.#ctx.warm.pathFor(this.name, seg.meta.seq));
-      const view = new SegmentView(seg.id, buf, { verify: false, expect: { dimension: this.dimension, count: seg.meta.records } });
-      // The id table is what the location map is built from, so it is checked before it is trusted.
-      view.reader.verifySection(SectionKind.ids);
-      seg.view = view;
+      if (seg.meta.tier === 'warm') {
+        const view = this.#mapView(seg);
+        // The id table is what the location map is built from, so it is checked before it is trusted.
+        view.reader.verifySection(SectionKind.ids);
+        seg.view = view;
+        ids = view.ids;
+      } else {
+        ids = await this.#loadStub(seg);
+        seg.coldIds = ids;
+      }
     } catch (err) {
       if (!(err instanceof StratavecError)) throw err;
       seg.error = err;
       return;
     }
     for (let r = 0; r < seg.meta.records; r++) {
-      if (seg.tomb[r] === 0) this.#locations.set(seg.view.ids.get(r) ?? '', { seg, row: r });
+      if (seg.tomb[r] === 0) this.#locations.set(ids.get(r) ?? '', { seg, row: r });
     }
+  }
+
+  #mapView(seg: SealedSegment): SegmentView {
+    const buf = this.#ctx.warm.map(this.#ctx.warm.pathFor(this.name, seg.meta.seq));
+    return new SegmentView(seg.id, buf, { verify: false, expect: { dimension: this.dimension, count: seg.meta.records } });
   }
 
   async #replayWal(): Promise<void> {
@@ -399,7 +404,7 @@ export class CollectionCore {
   async #commitBuilt(range: FrozenRange, built: BuiltSegment | undefined): Promise<void> {
     const g = range.seg;
     if (!built) {
-      await this.#commit(range.walTo + 1);
+      await this.#commit({ walSeq: range.walTo + 1 });
       await this.#dropWalThrough(range.walTo);
       return;
     }
@@ -409,12 +414,11 @@ export class CollectionCore {
       for (let i = 0; i < rows.length; i++) if (g.isDead(rows[i]!)) seg.kill(i);
     };
     markDead();
-    await this.#commit(range.walTo + 1, seg);
+    await this.#commit({ walSeq: range.walTo + 1, added: seg });
     // Rows may have died while the manifest was being written; those deletes are in later WAL files.
     markDead();
     this.#sealed.set(seg.id, seg);
-    const buf = this.#ctx.warm.map(outPath);
-    seg.view = new SegmentView(seg.id, buf, { verify: false, expect: { dimension: this.dimension, count: rows.length } });
+    seg.view = this.#mapView(seg);
     for (let i = 0; i < rows.length; i++) {
       const loc = this.#locations.get(ids[i]!);
       if (loc && loc.seg === g && loc.row === rows[i]) this.#locations.set(ids[i]!, { seg, row: i });
@@ -426,6 +430,8 @@ export class CollectionCore {
     s.lastBuildMs = result.buildMs;
     s.lastWriteMs = result.writeMs;
     s.lastSealMs = performance.now() - built.startedAt;
+    if (this.#ctx.options.uploadOnSeal) this.#scheduleUpload(seg);
+    this.#ctx.nudgeTiering();
   }
 
   /** Removes the WAL files a committed manifest no longer needs (every file up to `walTo`). */
@@ -437,20 +443,28 @@ export class CollectionCore {
     }
   }
 
-  /** Commits the in-memory segment list (plus `added`) as the next manifest version. */
-  #commit(walSeq: number, added?: SealedSegment): Promise<void> {
+  /**
+   * Commits the in-memory segment list as the next manifest version, with `added` appended and
+   * `replace` substituted for the entry of the same id; `walSeq` defaults to the current one.
+   * In-memory `meta` is updated only after the manifest is durable.
+   */
+  #commit(change: { walSeq?: number; added?: SealedSegment; replace?: ManifestSegment }): Promise<void> {
     const run = async () => {
       const segs = [...this.#sealed.values()];
-      if (added) segs.push(added);
+      if (change.added) segs.push(change.added);
       const next: CollectionManifest = {
         ...this.#manifest,
         version: this.#manifest.version + 1,
         nextSegmentSeq: this.#nextSeq,
-        walSeq,
-        segments: segs.map((s) => ({ ...s.meta, deleted: s.deletedRows() })),
+        walSeq: change.walSeq ?? this.#manifest.walSeq,
+        segments: segs.map((s) => ({ ...(change.replace?.id === s.id ? change.replace : s.meta), deleted: s.deletedRows() })),
       };
       await writeManifest(CollectionCore.manifestDir(this.dir), next);
       this.#manifest = next;
+      if (change.replace) {
+        const seg = this.#sealed.get(change.replace.id);
+        if (seg) seg.meta = change.replace;
+      }
     };
     const p = this.#commitChain.then(run, run);
     this.#commitChain = p.catch(() => undefined);
@@ -469,11 +483,18 @@ export class CollectionCore {
     if (this.#sealError) throw this.#sealError;
   }
 
+  /** Waits for the write-through uploads queued so far. */
+  async drainUploads(): Promise<void> {
+    await this.#uploads;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     while (this.#rotating) await this.#rotating.catch(() => undefined);
     if (this.#sealing) await this.#sealing.catch(() => undefined);
     this.#closed = true;
+    await this.#uploads;
+    await Promise.all([...this.#sealed.values()].map((s) => s.busy));
     await this.#wal.close();
     for (const id of this.#sealed.keys()) this.#ctx.hot.delete(id);
   }
@@ -484,7 +505,14 @@ export class CollectionCore {
     return this.#locations.size;
   }
 
-  get(ids: string[]): (StoredRecord | undefined)[] {
+  async get(ids: string[]): Promise<(StoredRecord | undefined)[]> {
+    // A record in a cold segment is read by rehydrating its segment, as a search would.
+    const cold = new Set<SealedSegment>();
+    for (const id of ids) {
+      const loc = this.#locations.get(id);
+      if (loc && loc.seg instanceof SealedSegment && !loc.seg.view) cold.add(loc.seg);
+    }
+    for (const seg of cold) await this.#rehydrateShared(seg);
     return ids.map((id) => {
       const loc = this.#locations.get(id);
       if (!loc) return undefined;
@@ -494,28 +522,39 @@ export class CollectionCore {
         return payload === undefined ? { id, vector: seg.vector(row) } : { id, vector: seg.vector(row), payload: structuredClone(payload) };
       }
       const view = this.#viewOf(seg);
+      this.#ctx.access.record(seg.id, this.#ctx.hot.has(seg.id) ? 'hot' : 'warm');
       const payload = view.payload(row);
       return payload === undefined ? { id, vector: view.vector(row) } : { id, vector: view.vector(row), payload };
     });
   }
 
   #viewOf(seg: SealedSegment): SegmentView {
-    if (seg.error || !seg.view) {
-      throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `segment ${seg.id} has no readable copy`, { cause: seg.error });
-    }
+    if (seg.error) throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `segment ${seg.id} has no readable copy: ${seg.error.message}`, { cause: seg.error });
+    if (!seg.view) throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `segment ${seg.id} is cold and was not rehydrated`);
     return seg.view;
   }
 
-  async #hotOf(seg: SealedSegment): Promise<HotSegment> {
-    const hot = this.#ctx.hot.peek(seg.id);
-    if (hot) return this.#ctx.hot.get(seg.id, async () => hot); // counts the hit, refreshes recency
+  #leaseHot(seg: SealedSegment): Promise<HotLease> {
     const view = this.#viewOf(seg);
-    return this.#ctx.hot.get(seg.id, async () => {
+    return this.#ctx.hot.lease(seg.id, async () => {
+      const t0 = performance.now();
       // Promotion: every section is CRC-checked in a worker before the index is trusted.
       await this.#ctx.pool.run('verifySegment', { path: this.#ctx.warm.pathFor(this.name, seg.meta.seq) });
       const index = await HnswIndex.fromBytes(view.reader.raw(SectionKind.hnsw), this.dimension, this.metric, seg.meta.records, this.#ctx.tmpDir);
+      this.#ctx.tierStats.promoted(performance.now() - t0);
+      this.#ctx.tierStats.migrated('warm->hot', view.size);
       return { view, index };
     });
+  }
+
+  /**
+   * How a warm segment answers: small segments, and segments too big for the whole hot budget,
+   * are scanned exactly over the mapping; the rest are promoted (their index loaded into hot).
+   */
+  #warmMode(seg: SealedSegment): 'scan' | 'promote' {
+    if (seg.meta.records <= this.#ctx.options.warmScanMaxRecords) return 'scan';
+    if ((seg.meta.local?.bytes ?? 0) * 2 > this.#ctx.options.hotBytes) return 'scan';
+    return 'promote';
   }
 
   async search(
@@ -525,32 +564,48 @@ export class CollectionCore {
     filter: ((p: Payload | undefined) => boolean) | undefined,
     includePayload: boolean,
     exact = false,
+    tiers: ReadonlySet<Tier> = ALL_TIERS,
   ): Promise<SearchHit[]> {
     type Cand = { d: number; row: number; src: GrowingSegment | SegmentView };
     const cands: Cand[] = [];
+    const { hot, access, tierStats } = this.#ctx;
     for (const seg of this.#sealed.values()) {
       if (seg.live === 0) continue;
+      const tier = this.#tierOf(seg);
+      if (!tiers.has(tier)) continue;
+      if (tier === 'cold') {
+        tierStats.coldReads++;
+        await this.#rehydrateShared(seg);
+      }
+      const mode = exact ? 'scan' : hot.has(seg.id) ? 'hnsw' : this.#warmMode(seg) === 'scan' ? 'scan' : 'hnsw';
       // Exact search scans the mapped vectors and never needs the index (nor promotion).
-      const hot = exact ? undefined : await this.#hotOf(seg);
-      const view = hot ? hot.view : this.#viewOf(seg);
-      const { tomb } = seg;
-      const accept = filter
-        ? (r: number) => tomb[r] === 0 && filter(view.payload(r))
-        : seg.deleted > 0 ? (r: number) => tomb[r] === 0 : undefined;
-      const res = hot ? hot.index.search(query, k, ef, accept) : view.scan(query, k, accept);
-      for (let i = 0; i < res.rows.length; i++) cands.push({ d: res.distances[i]!, row: res.rows[i]!, src: view });
+      const lease = mode === 'hnsw' ? await this.#leaseHot(seg) : undefined;
+      try {
+        const view = lease ? lease.segment.view : this.#viewOf(seg);
+        access.record(seg.id, tier);
+        const { tomb } = seg;
+        const accept = filter
+          ? (r: number) => tomb[r] === 0 && filter(view.payload(r))
+          : seg.deleted > 0 ? (r: number) => tomb[r] === 0 : undefined;
+        let res;
+        if (lease) {
+          res = lease.segment.index.search(query, k, ef, accept);
+        } else {
+          tierStats.warmScans++;
+          res = view.scan(query, k, accept);
+        }
+        for (let i = 0; i < res.rows.length; i++) cands.push({ d: res.distances[i]!, row: res.rows[i]!, src: view });
+      } finally {
+        lease?.release();
+      }
     }
     for (const g of [...this.#frozen.map((f) => f.seg), this.#growing]) {
       if (g.live === 0) continue;
       const res = g.search(query, k, filter ? (r) => filter(g.payload(r)) : undefined);
       for (let i = 0; i < res.rows.length; i++) cands.push({ d: res.distances[i]!, row: res.rows[i]!, src: g });
     }
-    if (cands.length > k) {
-      cands.sort((a, b) => a.d - b.d);
-      cands.length = k;
-    } else {
-      cands.sort((a, b) => a.d - b.d);
-    }
+    cands.sort((a, b) => a.d - b.d);
+    if (cands.length > k) cands.length = k;
     return cands.map(({ d, row, src }) => {
       const id = src instanceof GrowingSegment ? src.ids[row]! : src.id_(row);
       if (!includePayload) return { id, distance: d };
@@ -559,17 +614,241 @@ export class CollectionCore {
     });
   }
 
+  // ---- tiers and migration ----------------------------------------------------------------
+  // Every move copies first, verifies the copy's CRC32s against the manifest, commits a manifest
+  // naming the new home, and only then releases the source. A failure at any step leaves the
+  // segment readable where it was; a crash between steps leaves an unreferenced copy that the
+  // next open removes.
+
+  #tierOf(seg: SealedSegment): Tier {
+    if (seg.meta.tier === 'cold') return 'cold';
+    return this.#ctx.hot.has(seg.id) ? 'hot' : 'warm';
+  }
+
+  #stubPath(seq: number): string {
+    return path.join(this.dir, 'segments', `${String(seq).padStart(8, '0')}.stub`);
+  }
+
+  #segment(id: string): SealedSegment {
+    const seg = this.#sealed.get(id);
+    if (!seg) throw new StratavecError('ERR_SEGMENT_NOT_FOUND', `segment ${id} does not exist in collection ${this.name}`);
+    return seg;
+  }
+
+  hasSegment(id: string): boolean {
+    return this.#sealed.has(id);
+  }
+
+  /** Moves one segment to `to`, verified at every step (see the section comment). */
+  migrate(id: string, to: Tier): Promise<MoveResult> {
+    const seg = this.#segment(id);
+    return seg.exclusive(async () => {
+      this.checkOpen();
+      if (!this.#sealed.has(id)) throw new StratavecError('ERR_SEGMENT_NOT_FOUND', `segment ${id} no longer exists`);
+      if (seg.error) throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `segment ${id} has no readable copy`, { cause: seg.error });
+      const from = this.#tierOf(seg);
+      const t0 = performance.now();
+      const done = (bytes: number): MoveResult => ({ segmentId: id, from, to, bytes, ms: performance.now() - t0 });
+      if (from === to) return done(0);
+      const bytes = seg.meta.local?.bytes ?? seg.meta.sections.reduce((n, x) => n + x.rawLength, 0);
+      try {
+        if (to === 'cold') {
+          this.#ctx.hot.delete(id);
+          await this.#demoteToCold(seg);
+        } else {
+          if (from === 'cold') await this.#rehydrate(seg);
+          if (to === 'hot') {
+            (await this.#leaseHot(seg)).release();
+            if (seg.meta.pinned === 'hot') this.#ctx.hot.pin(id);
+          } else {
+            this.#ctx.hot.delete(id);
+          }
+        }
+      } catch (err) {
+        this.#ctx.tierStats.migrationFailures++;
+        throw err;
+      }
+      if (to !== 'hot' && from !== 'cold' && to !== 'cold') this.#ctx.tierStats.migrated(`${from}->${to}`, 0);
+      return done(bytes);
+    });
+  }
+
+  /** Pins a segment to a tier (moving it there now); the policy never moves a pinned segment. */
+  async pin(id: string, tier: Tier): Promise<MoveResult> {
+    const seg = this.#segment(id);
+    await seg.exclusive(() => this.#commit({ replace: { ...seg.meta, pinned: tier } }));
+    const res = await this.migrate(id, tier);
+    if (tier === 'hot') this.#ctx.hot.pin(id);
+    return res;
+  }
+
+  async unpin(id: string): Promise<void> {
+    const seg = this.#segment(id);
+    await seg.exclusive(async () => {
+      if (seg.meta.pinned === undefined) return;
+      const { pinned: _dropped, ...rest } = seg.meta;
+      await this.#commit({ replace: rest });
+      this.#ctx.hot.unpin(id);
+    });
+  }
+
+  #uploads: Promise<void> = Promise.resolve();
+
+  /** Queues a write-through upload; failures are counted in stats and retried by a later demotion. */
+  #scheduleUpload(seg: SealedSegment): void {
+    this.#uploads = this.#uploads.then(() => seg.exclusive(async () => {
+      if (this.#closed || !this.#sealed.has(seg.id) || seg.meta.remote || seg.meta.tier !== 'warm') return;
+      await this.#ensureRemote(seg);
+    })).catch((err: unknown) => {
+      this.#ctx.tierStats.uploadFailures++;
+      this.#ctx.tierStats.lastUploadError = err instanceof Error ? err.message : String(err);
+    });
+  }
+
+  /** Makes sure a verified remote copy exists and is recorded in the manifest. */
+  async #ensureRemote(seg: SealedSegment): Promise<void> {
+    const { cold, tierStats } = this.#ctx;
+    const remote = seg.meta.remote;
+    if (remote) {
+      const info = await cold.store.head(remote.key);
+      if (info && info.size === remote.bytes) return;
+      // The recorded copy vanished or changed size: upload again from the local copy.
+    }
+    const local = this.#ctx.warm.pathFor(this.name, seg.meta.seq);
+    const key = cold.segmentKey(this.name, seg.id);
+    const up = await cold.upload(local, key, seg.meta.sections.map((x) => x.rawCrc));
+    await this.#commit({ replace: { ...seg.meta, remote: { key, bytes: up.bytes, storedCrcs: up.storedCrcs, codecs: up.codecs } } });
+    tierStats.uploads++;
+    tierStats.bytesTransferred += up.bytes;
+    await this.#uploadManifest();
+  }
+
+  /** Best effort: the remote manifest is for other readers; the local one is the authority here. */
+  async #uploadManifest(): Promise<void> {
+    const m = this.#manifest;
+    try {
+      await this.#ctx.cold.store.put(this.#ctx.cold.manifestKey(this.name, m.version), encodeManifest(m));
+    } catch (err) {
+      this.#ctx.tierStats.lastUploadError = `manifest v${m.version}: ${(err as Error).message}`;
+    }
+  }
+
+  async #demoteToCold(seg: SealedSegment): Promise<void> {
+    const view = this.#viewOf(seg);
+    await this.#ensureRemote(seg);
+    await this.#writeStub(seg, view);
+    const local = seg.meta.local;
+    const { local: _gone, ...rest } = seg.meta;
+    await this.#commit({ replace: { ...rest, tier: 'cold' } });
+    seg.coldIds = view.ids;
+    seg.view = undefined; // the mapping is released when the last reader drops it; unlink is safe
+    await this.#ctx.warm.remove(this.#ctx.warm.pathFor(this.name, seg.meta.seq));
+    this.#ctx.tierStats.migrated('warm->cold', local?.bytes ?? 0, 0);
+  }
+
+  /** Writes the id stub of a segment about to go cold: meta, ids and the id lookup, raw. */
+  async #writeStub(seg: SealedSegment, view: SegmentView): Promise<void> {
+    const enc = encodeSegment({ dimension: this.dimension, metric: this.metric, count: seg.meta.records }, [
+      { kind: SectionKind.ids, data: view.reader.raw(SectionKind.ids) },
+      { kind: SectionKind.idLookup, data: view.reader.raw(SectionKind.idLookup) },
+    ]);
+    await writeSegmentFile(this.#stubPath(seg.meta.seq), enc);
+  }
+
+  /**
+   * The ids of a cold segment from its local stub; a missing or corrupt stub is rebuilt from the
+   * remote copy's ids section (two ranged GETs for the table, one for the section).
+   */
+  async #loadStub(seg: SealedSegment): Promise<StringTable> {
+    const file = this.#stubPath(seg.meta.seq);
+    const idsCrc = seg.meta.sections.find((x) => x.kind === SectionKind.ids)?.rawCrc;
+    try {
+      const reader = SegmentReader.open(mapReadOnly(file, { minSize: HEADER_SIZE + TRAILER_SIZE }));
+      reader.verifyAll();
+      if (reader.entry(SectionKind.ids)?.rawCrc === idsCrc) return StringTable.open(reader.raw(SectionKind.ids), seg.meta.records);
+    } catch (err) {
+      if (!(err instanceof StratavecError)) throw err;
+    }
+    const remote = seg.meta.remote;
+    if (!remote) throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `cold segment ${seg.id} has no remote copy recorded`);
+    const table = await this.#ctx.cold.readTable(remote.key, remote.bytes);
+    const raw = async (kind: number) => {
+      const e = table.find((x) => x.kind === kind);
+      if (!e) throw new StratavecError('ERR_SEGMENT_CORRUPT', `remote copy ${remote.key} has no section ${kind}`);
+      const stored = await this.#ctx.cold.readSection(remote.key, e);
+      return Buffer.from(e.codec === Codec.none ? stored : decodeSection(stored, e.codec, e.rawLength));
+    };
+    const ids = await raw(SectionKind.ids);
+    const lookup = await raw(SectionKind.idLookup);
+    const enc = encodeSegment({ dimension: this.dimension, metric: this.metric, count: seg.meta.records }, [
+      { kind: SectionKind.ids, data: ids },
+      { kind: SectionKind.idLookup, data: lookup },
+    ]);
+    if (enc.sections[0]!.rawCrc !== idsCrc) throw new StratavecError('ERR_SEGMENT_CORRUPT', `remote copy ${remote.key}: ids differ from the manifest`);
+    await writeSegmentFile(file, enc);
+    return StringTable.open(ids, seg.meta.records);
+  }
+
+  /** Shares one rehydration among every reader that needs the segment. */
+  #rehydrateShared(seg: SealedSegment): Promise<void> {
+    if (seg.view) return Promise.resolve();
+    if (seg.error) return Promise.reject(new StratavecError('ERR_SEGMENT_UNAVAILABLE', `segment ${seg.id} has no readable copy`, { cause: seg.error }));
+    seg.rehydrating ??= seg.exclusive(async () => {
+      if (!seg.view) await this.#rehydrate(seg);
+    }).finally(() => {
+      seg.rehydrating = undefined;
+    });
+    return seg.rehydrating;
+  }
+
+  async #rehydrate(seg: SealedSegment): Promise<void> {
+    const remote = seg.meta.remote;
+    if (!remote) throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `cold segment ${seg.id} has no remote copy recorded`);
+    const dest = this.#ctx.warm.pathFor(this.name, seg.meta.seq);
+    const down = await this.#ctx.cold.download(remote, dest, seg.meta.sections.map((x) => x.rawCrc));
+    const local = { bytes: down.rawBytes, storedCrcs: down.sections.map((x) => x.storedCrc), codecs: down.sections.map((x) => x.codec) };
+    try {
+      await this.#commit({ replace: { ...seg.meta, tier: 'warm', local } });
+    } catch (err) {
+      await this.#ctx.warm.remove(dest);
+      throw err;
+    }
+    seg.view = this.#mapView(seg);
+    seg.coldIds = undefined;
+    await fsp.rm(this.#stubPath(seg.meta.seq), { force: true });
+    this.#ctx.tierStats.rehydrated(down.ms);
+    this.#ctx.tierStats.migrated('cold->warm', down.rawBytes, down.bytes);
+  }
+
   // ---- introspection ----------------------------------------------------------------------
 
   segments(): SegmentInfo[] {
     return [...this.#sealed.values()].map((s) => ({
       id: s.id, collection: this.name, seq: s.meta.seq,
-      tier: this.#ctx.hot.has(s.id) ? 'hot' : s.meta.tier,
+      tier: this.#tierOf(s),
       records: s.meta.records, deleted: s.deleted, live: s.live,
-      bytes: s.meta.local?.bytes ?? s.meta.remote?.bytes ?? 0,
-      pinned: s.meta.pinned !== undefined, createdAt: s.meta.createdAt,
+      bytes: s.meta.sections.reduce((n, x) => n + x.rawLength, 0),
+      remoteBytes: s.meta.remote?.bytes,
+      pinned: s.meta.pinned, createdAt: s.meta.createdAt,
       status: s.error ? 'unavailable' : 'ok',
     }));
+  }
+
+  /** What the tiering policy needs to know of each segment. */
+  segmentStates() {
+    return [...this.#sealed.values()].map((s) => ({
+      seg: s,
+      tier: this.#tierOf(s),
+      localBytes: s.meta.tier === 'warm' ? (s.meta.local?.bytes ?? 0) : 0,
+      hotBytesEstimate: this.#ctx.hot.bytesOf(s.id) ?? this.#hotEstimate(s),
+    }));
+  }
+
+  /** Memory a segment would take when hot: the mapped file plus hnswlib's graph (index/hnsw.ts). */
+  #hotEstimate(s: SealedSegment): number {
+    const M = this.#manifest.hnsw.M;
+    const fileBytes = s.meta.sections.reduce((n, x) => n + x.rawLength, 0);
+    return fileBytes + s.meta.records * (4 * this.dimension + 8 * M + 124) + 2.6 * 1024 * 1024;
   }
 
   stats() {
@@ -593,3 +872,5 @@ export class CollectionCore {
     await mkdirDurable(dir);
   }
 }
+
+const ALL_TIERS: ReadonlySet<Tier> = new Set<Tier>(['hot', 'warm', 'cold']);

@@ -7,7 +7,7 @@ import { validateId } from '../format/names.js';
 import type { WalUpsertRecord } from '../format/wal.js';
 import { normalizeInPlace } from '../index/distance.js';
 import type { Metric } from '../index/hnsw.js';
-import type { CollectionCore, SearchHit, SegmentInfo, StoredRecord } from './collection-core.js';
+import type { CollectionCore, MoveResult, SearchHit, SegmentInfo, StoredRecord, Tier } from './collection-core.js';
 import { compileFilter, type Filter, type Payload } from './filter.js';
 
 export interface UpsertRecord {
@@ -27,6 +27,9 @@ export interface SearchOptions {
   includePayload?: boolean;
   /** Exact search: scan every vector instead of the HNSW graph (slow; the ground truth). */
   exact?: boolean;
+  /** Tiers the search may read (default all). Leaving out 'cold' skips cold segments instead of
+   *  rehydrating them: faster, but their records are not searched. */
+  tiers?: Tier[];
 }
 
 export const MAX_PAYLOAD_BYTES = 1024 * 1024;
@@ -93,7 +96,7 @@ export class Collection {
     intInRange('k', k, 1, MAX_K);
     const ef = options.ef ?? this.#efSearch;
     intInRange('ef', ef, 1, MAX_EF);
-    return this.#core.search(q, k, Math.max(ef, k), compileFilter(options.filter), options.includePayload ?? true, options.exact === true);
+    return this.#core.search(q, k, Math.max(ef, k), compileFilter(options.filter), options.includePayload ?? true, options.exact === true, tierSet(options.tiers));
   }
 
   /** Seals the growing segment now and waits until it is committed. */
@@ -111,6 +114,19 @@ export class Collection {
   segments(): SegmentInfo[] {
     this.#check();
     return this.#core.segments();
+  }
+
+  /** Pins a segment to a tier and moves it there; the tiering policy leaves pinned segments be. */
+  async pin(segmentId: string, tier: Tier): Promise<MoveResult> {
+    this.#check();
+    if (typeof segmentId !== 'string') throw new TypeError('segment id must be a string');
+    return this.#core.pin(segmentId, validTier(tier));
+  }
+
+  async unpin(segmentId: string): Promise<void> {
+    this.#check();
+    if (typeof segmentId !== 'string') throw new TypeError('segment id must be a string');
+    await this.#core.unpin(segmentId);
   }
 
   /** Copies to float32, checks dimension and finiteness, normalises for cosine. */
@@ -132,6 +148,19 @@ export class Collection {
     }
     return out;
   }
+}
+
+const TIERS: readonly Tier[] = ['hot', 'warm', 'cold'];
+
+function validTier(t: unknown): Tier {
+  if (!TIERS.includes(t as Tier)) throw new StratavecError('ERR_INVALID_ARGUMENT', `tier must be one of ${TIERS.join(', ')}, got ${String(t)}`);
+  return t as Tier;
+}
+
+function tierSet(tiers: unknown): ReadonlySet<Tier> | undefined {
+  if (tiers === undefined) return undefined;
+  if (!Array.isArray(tiers)) throw new TypeError('tiers must be an array of tier names');
+  return new Set(tiers.map(validTier));
 }
 
 function intInRange(name: string, v: unknown, min: number, max: number): void {

@@ -1,6 +1,7 @@
 // The public Database: lifecycle (opening | open | closing | closed), the directory lock, the
 // collection catalog (one directory per collection), and the shared parts every collection uses:
-// worker pool, hot tier, warm tier. It validates; CollectionCore does the work.
+// worker pool, hot, warm and cold tiers, access statistics, the tiering loop. It validates;
+// CollectionCore does the work.
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
@@ -13,7 +14,12 @@ import { DEFAULT_HNSW_PARAMS, type HnswParams, type Metric } from '../index/hnsw
 import { WorkerPool } from '../workers/pool.js';
 import { HotTier } from '../tiers/hot.js';
 import { WarmTier } from '../tiers/warm.js';
-import { CollectionCore, type EngineContext } from './collection-core.js';
+import { ColdTier } from '../tiers/cold.js';
+import { openObjectStore, type ObjectStore } from '../tiers/object-store.js';
+import { AccessTracker } from '../tiers/access-stats.js';
+import { TierStats } from '../tiers/tier-stats.js';
+import { CollectionCore, type EngineContext, type MoveResult, type Tier } from './collection-core.js';
+import { Tiering } from './tiering.js';
 import { Collection } from './collection.js';
 import { DirectoryLock } from './lock.js';
 import { fillOptions, type DatabaseOptions, type FilledOptions } from './options.js';
@@ -36,18 +42,28 @@ export class Database {
   readonly #ctx: EngineContext;
   readonly #cores = new Map<string, CollectionCore>();
   readonly #handles = new Map<string, Collection>();
+  /** The tiering policy, its dry run (`plan()`), `apply()`, and the background loop. */
+  readonly tiering: Tiering;
 
-  private constructor(dir: string, options: FilledOptions, lock: DirectoryLock) {
+  private constructor(dir: string, options: FilledOptions, lock: DirectoryLock, store: ObjectStore) {
     this.dir = dir;
     this.options = Object.freeze(options);
     this.#lock = lock;
+    const pool = new WorkerPool(options.workers);
+    const tmpDir = path.join(dir, 'tmp');
+    const access = new AccessTracker({ clock: options.clock, halfLifeMs: options.tiering.halfLifeMs });
     this.#ctx = {
-      pool: new WorkerPool(options.workers),
+      pool,
       hot: new HotTier(options.hotBytes),
       warm: new WarmTier(path.join(dir, 'collections')),
-      tmpDir: path.join(dir, 'tmp'),
+      cold: new ColdTier(store, pool, tmpDir),
+      access,
+      tierStats: new TierStats(),
+      tmpDir,
       options,
+      nudgeTiering: () => this.tiering.nudge(),
     };
+    this.tiering = new Tiering({ collections: () => this.#cores.values(), access, options });
   }
 
   /** Opens (creating if missing) the database in `dir`, recovering every collection. */
@@ -62,15 +78,27 @@ export class Database {
       throw ioError(err, `creating ${abs}`);
     }
     const lock = await DirectoryLock.acquire(abs);
-    const db = new Database(abs, filled, lock);
+    let store: ObjectStore;
+    try {
+      if (typeof filled.objectStore === 'string' && filled.objectStore.startsWith('file:')) {
+        await fsp.mkdir(new URL(filled.objectStore), { recursive: true });
+      }
+      store = await openObjectStore(filled.objectStore, { ...filled.objectStoreTuning, clock: filled.clock });
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+    const db = new Database(abs, filled, lock, store);
     try {
       await db.#load();
     } catch (err) {
       await db.#ctx.pool.destroy();
+      await store.close();
       await lock.release();
       throw err;
     }
     db.#status = 'open';
+    db.tiering.start();
     return db;
   }
 
@@ -169,6 +197,7 @@ export class Database {
     this.#cores.delete(name);
     this.#handles.delete(name);
     await core.close();
+    for (const s of core.segments()) this.#ctx.access.forget(s.id);
     const trash = path.join(this.dir, 'trash');
     await fsp.mkdir(trash, { recursive: true });
     const dest = path.join(trash, `${name}-${randomBytes(4).toString('hex')}`);
@@ -179,29 +208,76 @@ export class Database {
       throw ioError(err, `dropping collection ${name}`);
     }
     await fsp.rm(dest, { recursive: true, force: true });
+    // Remote copies go too; what cannot be deleted now (store down) is left for garbage collection.
+    const store = this.#ctx.cold.store;
+    try {
+      for (const o of await store.list(`${name}/`)) await store.delete(o.key);
+    } catch (err) {
+      this.#ctx.tierStats.lastUploadError = `drop ${name}: ${(err as Error).message}`;
+    }
+  }
+
+  #coreOfSegment(segmentId: string): CollectionCore {
+    if (typeof segmentId !== 'string') throw new TypeError('segment id must be a string');
+    const name = segmentId.slice(0, segmentId.lastIndexOf('.'));
+    const core = this.#cores.get(name);
+    if (!core || !core.hasSegment(segmentId)) throw new StratavecError('ERR_SEGMENT_NOT_FOUND', `segment ${segmentId} does not exist`);
+    return core;
+  }
+
+  /**
+   * Moves segments between tiers, verified at every step: copy, check CRC32s against the
+   * manifest, commit, then release the source. A failed move leaves its segment where it was.
+   */
+  async migrate(segmentId: string, tier: Tier): Promise<MoveResult>;
+  async migrate(segmentIds: string[], tier: Tier): Promise<MoveResult[]>;
+  async migrate(segmentIds: string | string[], tier: Tier): Promise<MoveResult | MoveResult[]> {
+    this.#checkOpen();
+    if (tier !== 'hot' && tier !== 'warm' && tier !== 'cold') throw new StratavecError('ERR_INVALID_ARGUMENT', `tier must be hot, warm or cold, got ${String(tier)}`);
+    if (Array.isArray(segmentIds)) {
+      const cores = segmentIds.map((id) => this.#coreOfSegment(id));
+      const out: MoveResult[] = [];
+      for (let i = 0; i < segmentIds.length; i++) out.push(await cores[i]!.migrate(segmentIds[i]!, tier));
+      return out;
+    }
+    return this.#coreOfSegment(segmentIds).migrate(segmentIds, tier);
+  }
+
+  /** Waits until every write-through upload queued so far has finished (or failed). */
+  async flushUploads(): Promise<void> {
+    this.#checkOpen();
+    for (const core of this.#cores.values()) await core.drainUploads();
   }
 
   stats() {
     this.#checkOpen();
     const collections: Record<string, ReturnType<CollectionCore['stats']>> = {};
-    let warmSegments = 0;
-    let warmBytes = 0;
+    const tiers = {
+      hot: { ...this.#ctx.hot.stats() },
+      warm: { segments: 0, bytes: 0, budget: this.options.warmBytes, scans: 0 },
+      cold: { segments: 0, bytes: 0, reads: 0, store: this.#ctx.cold.store.description },
+    };
     for (const [name, core] of this.#cores) {
       collections[name] = core.stats();
       for (const s of core.segments()) {
-        if (s.tier !== 'cold') {
-          warmSegments++;
-          warmBytes += s.bytes;
+        if (s.tier === 'cold') {
+          tiers.cold.segments++;
+          tiers.cold.bytes += s.remoteBytes ?? 0;
+        } else {
+          tiers.warm.segments++;
+          tiers.warm.bytes += s.bytes;
         }
       }
     }
+    const moves = this.#ctx.tierStats.snapshot();
+    tiers.warm.scans = moves.warmScans;
+    tiers.cold.reads = moves.coldReads;
     return {
       status: this.#status,
       collections,
-      tiers: {
-        hot: this.#ctx.hot.stats(),
-        warm: { segments: warmSegments, bytes: warmBytes, budget: this.options.warmBytes },
-      },
+      tiers,
+      movement: moves,
+      tiering: this.tiering.stats(),
       workers: this.#ctx.pool.stats(),
     };
   }
@@ -211,9 +287,11 @@ export class Database {
     if (this.#status === 'closed' || this.#status === 'closing') return;
     this.#status = 'closing';
     try {
+      await this.tiering.stop();
       for (const core of this.#cores.values()) await core.close();
       this.#ctx.hot.clear();
       await this.#ctx.pool.destroy();
+      await this.#ctx.cold.store.close();
     } finally {
       await this.#lock.release();
       this.#status = 'closed';

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StratavecError } from '../format/errors.js';
+import type { TieringPolicy } from '../tiers/policy.js';
 
 export interface S3ObjectStoreOptions {
   /** `s3://bucket/prefix` */
@@ -32,6 +33,27 @@ export interface DatabaseOptions {
   segmentMaxRecords?: number;
   /** Time source (ms since epoch) for timestamps and schedules; injectable for tests. */
   clock?: Clock;
+  /** Upload each segment to the object store when it is sealed (write-through). Default true;
+   *  false defers the upload until the segment is demoted to cold. */
+  uploadOnSeal?: boolean;
+  /** A warm segment with at most this many records is searched by exact scan of its mapped
+   *  vectors instead of being promoted to hot (see README "Tiers"). */
+  warmScanMaxRecords?: number;
+  tiering?: TieringOptions;
+  /** Transfer tuning for the object store. */
+  objectStoreTuning?: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
+}
+
+export interface TieringOptions {
+  /** The decision logic; default: DefaultTieringPolicy (README "Tiering policy"). */
+  policy?: TieringPolicy;
+  /** Background loop period in ms; 0 turns the loop off (plan/apply still work). Default 30 s. */
+  intervalMs?: number;
+  /** Fractions of hotBytes / warmBytes: above high the policy demotes down to low. */
+  highWatermark?: number;
+  lowWatermark?: number;
+  /** Half-life of the decayed access frequency. Default 10 minutes. */
+  halfLifeMs?: number;
 }
 
 export interface FilledOptions {
@@ -41,6 +63,10 @@ export interface FilledOptions {
   workers: number;
   segmentMaxRecords: number;
   clock: Clock;
+  uploadOnSeal: boolean;
+  warmScanMaxRecords: number;
+  tiering: { policy: TieringPolicy | undefined; intervalMs: number; highWatermark: number; lowWatermark: number; halfLifeMs: number };
+  objectStoreTuning: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
 }
 
 export const kDefaultOptions = Object.freeze({
@@ -49,6 +75,10 @@ export const kDefaultOptions = Object.freeze({
   // Chosen from `npm run bench:seal` (native-bench/seal.ts): see README "Segment size".
   segmentMaxRecords: 100_000,
   clock: Object.freeze({ now: () => Date.now() }) as Clock,
+  uploadOnSeal: true,
+  // From `npm run bench:tiers` (warm scan vs promotion): see README "Tiers".
+  warmScanMaxRecords: 5_000,
+  tiering: Object.freeze({ intervalMs: 30_000, highWatermark: 0.9, lowWatermark: 0.7, halfLifeMs: 10 * 60_000 }),
 });
 
 const MAX_SEGMENT_RECORDS = 10_000_000;
@@ -89,5 +119,40 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
       ? kDefaultOptions.segmentMaxRecords
       : positiveInt('segmentMaxRecords', o.segmentMaxRecords, 1, MAX_SEGMENT_RECORDS),
     clock,
+    uploadOnSeal: o.uploadOnSeal === undefined ? kDefaultOptions.uploadOnSeal : bool('uploadOnSeal', o.uploadOnSeal),
+    warmScanMaxRecords: o.warmScanMaxRecords === undefined
+      ? kDefaultOptions.warmScanMaxRecords
+      : positiveInt('warmScanMaxRecords', o.warmScanMaxRecords, 0, MAX_SEGMENT_RECORDS),
+    tiering: fillTiering(o.tiering),
+    objectStoreTuning: { ...(o.objectStoreTuning ?? {}) },
+  };
+}
+
+function bool(name: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') throw new TypeError(`option ${name} must be a boolean`);
+  return v;
+}
+
+function fraction(name: string, v: unknown, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number') throw new TypeError(`option ${name} must be a number`);
+  if (!(v > 0 && v <= 1)) throw new StratavecError('ERR_INVALID_ARGUMENT', `option ${name} must be in (0, 1], got ${v}`);
+  return v;
+}
+
+function fillTiering(t: TieringOptions | undefined): FilledOptions['tiering'] {
+  if (t !== undefined && (typeof t !== 'object' || t === null)) throw new TypeError('option tiering must be an object');
+  const d = kDefaultOptions.tiering;
+  const o = t ?? {};
+  if (o.policy !== undefined && typeof o.policy.plan !== 'function') throw new TypeError('tiering.policy must have a plan() method');
+  const high = fraction('tiering.highWatermark', o.highWatermark, d.highWatermark);
+  const low = fraction('tiering.lowWatermark', o.lowWatermark, d.lowWatermark);
+  if (low > high) throw new StratavecError('ERR_INVALID_ARGUMENT', `tiering.lowWatermark (${low}) must not exceed highWatermark (${high})`);
+  return {
+    policy: o.policy,
+    intervalMs: o.intervalMs === undefined ? d.intervalMs : positiveInt('tiering.intervalMs', o.intervalMs, 0, 24 * 3600_000),
+    highWatermark: high,
+    lowWatermark: low,
+    halfLifeMs: o.halfLifeMs === undefined ? d.halfLifeMs : positiveInt('tiering.halfLifeMs', o.halfLifeMs, 1, Number.MAX_SAFE_INTEGER),
   };
 }

@@ -32,6 +32,8 @@ export const ErrorCodes = {
   ERR_MANIFEST_CORRUPT: 'ERR_MANIFEST_CORRUPT',
   /** A write-ahead log record other than the torn tail fails its CRC32. */
   ERR_WAL_CORRUPT: 'ERR_WAL_CORRUPT',
+  /** An object store has no object under the key asked for. */
+  ERR_OBJECT_NOT_FOUND: 'ERR_OBJECT_NOT_FOUND',
   /** A tier (object store, local disk) cannot be reached or refused the operation. */
   ERR_TIER_UNAVAILABLE: 'ERR_TIER_UNAVAILABLE',
   /** The local disk is full (ENOSPC/EDQUOT); the write was rolled back. */

@@ -78,8 +78,20 @@ export function dot(a: Float32Array, aOff: number, b: Float32Array, bOff: number
   return (s0 + s1) + (s2 + s3);
 }
 
+// A copy of dot() rather than a call to it, so flatSearch's hot loop has one call level for V8 to
+// inline, not two.
 export function innerProductDistance(a: Float32Array, aOff: number, b: Float32Array, bOff: number, dim: number): number {
-  return 1 - dot(a, aOff, b, bOff, dim);
+  let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  const end4 = dim & ~3;
+  let i = 0;
+  for (; i < end4; i += 4) {
+    s0 += a[aOff + i]! * b[bOff + i]!;
+    s1 += a[aOff + i + 1]! * b[bOff + i + 1]!;
+    s2 += a[aOff + i + 2]! * b[bOff + i + 2]!;
+    s3 += a[aOff + i + 3]! * b[bOff + i + 3]!;
+  }
+  for (; i < dim; i++) s0 += a[aOff + i]! * b[bOff + i]!;
+  return 1 - ((s0 + s1) + (s2 + s3));
 }
 
 /**

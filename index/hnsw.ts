@@ -236,8 +236,9 @@ export class HnswIndex {
     // Capacity exactly count (hnswlib cannot take 0): a sealed segment never grows, and the load
     // check relies on it.
     native.initIndex({ maxElements: Math.max(count, 1), m: params.M, efConstruction: params.efConstruction, randomSeed: seed });
-    // hnswlib-node takes number[] and copies it element by element into a float buffer, so one
-    // array refilled per row is enough; allocating one per row measured no faster.
+    // hnswlib-node takes number[] and copies it into a float buffer before inserting, so one array
+    // refilled per row is enough. Measured: ~1.5 us per 128-d row, against ~13 us for
+    // Array.from(subarray); both are noise next to the ~300 us the insertion itself takes.
     const point = new Array<number>(dim).fill(0);
     for (let row = 0, off = 0; row < count; row++, off += dim) {
       for (let j = 0; j < dim; j++) point[j] = vectors[off + j]!;
@@ -398,8 +399,9 @@ export class HnswIndex {
    * + count * 112                  per-node bookkeeping: a std::mutex (40), level (4), list pointer
    *                                (8), label hash-map node and bucket (~58), visited marks (2)
    * + 65536 * 40                   hnswlib's fixed table of label-operation mutexes, per index
-   * Measured RSS growth for 100k x 128, M = 16 agrees within ~10%. Excludes the JS wrapper and
-   * any copy of the vectors the caller keeps.
+   * Measured RSS growth: 43.6 MB for 50k x 128 at M = 16 (estimate 41.0), and 2.53 MB per
+   * 10-row index (estimate 2.50): small segments are dominated by the fixed mutex table. Excludes
+   * the JS wrapper and any copy of the vectors the caller keeps.
    */
   get memoryBytes(): number {
     const { count, dim, M } = this;
@@ -429,7 +431,9 @@ export class HnswIndex {
   }
 
   #live(): NativeIndex {
-    if (this.#native === undefined) throw new StratavecError('ERR_INVALID_ARGUMENT', 'HNSW index was disposed');
+    // Not a coded error: using a disposed index is a bug in the caller's leasing, not a condition
+    // a user can meet or handle.
+    if (this.#native === undefined) throw new Error('HNSW index was disposed');
     return this.#native;
   }
 }

@@ -4,6 +4,7 @@
 import { StratavecError } from '../format/errors.js';
 import { seal as sealImpl, type SealTask, type SealResult } from './seal.js';
 import { verifySegment as verifyImpl, type VerifyTask, type VerifyResult } from './verify.js';
+import * as coldCopy from './cold-copy.js';
 
 export interface TaskFailure {
   failed: { code: string; message: string };
@@ -24,4 +25,12 @@ export function seal(task: SealTask): Promise<SealResult | TaskFailure> {
 
 export function verifySegment(task: VerifyTask): Promise<VerifyResult | TaskFailure> {
   return guard(() => verifyImpl(task));
+}
+
+export function encodeColdCopy(task: Parameters<typeof coldCopy.encodeColdCopy>[0]): Promise<Awaited<ReturnType<typeof coldCopy.encodeColdCopy>> | TaskFailure> {
+  return guard(() => coldCopy.encodeColdCopy(task));
+}
+
+export function decodeColdCopy(task: Parameters<typeof coldCopy.decodeColdCopy>[0]): Promise<Awaited<ReturnType<typeof coldCopy.decodeColdCopy>> | TaskFailure> {
+  return guard(() => coldCopy.decodeColdCopy(task));
 }

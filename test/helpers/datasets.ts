@@ -141,23 +141,52 @@ export function uniformDataset(opts: { count: number; dim: number; seed?: number
 }
 
 /**
- * Gaussian blobs: `clusters` centres drawn from N(0, 1) per coordinate, each point a centre plus
- * N(0, spread^2) noise. Real embeddings are clustered like this, which is what makes ANN recall
- * harder than on uniform noise (neighbours crowd, and the graph must cross between clusters).
- * Defaults: 32 clusters, spread 0.35, seed 1.
+ * Gaussian blobs in a low-dimensional subspace, the shape real embeddings have: `clusters` centres
+ * drawn from N(0, 1) in an `intrinsicDim`-dimensional latent space, each point a centre plus
+ * N(0, spread^2) per latent coordinate, mapped to `dim` dimensions by one fixed random linear map,
+ * plus N(0, noise^2) in every output dimension.
+ *
+ * Why not plain isotropic blobs in `dim` dimensions: nearest neighbours there are barely nearer
+ * than random points, and HNSW at ef=64 found only 0.89 of the true top 10 on 10,000 x 64, far
+ * below what it does on real data (0.997 on siftsmall). With the defaults (64 clusters, spread 1,
+ * intrinsicDim min(dim, 32), noise 0.05) 10,000 x 64 measured recall@10 0.997-0.999 (l2,
+ * cosine) and 0.993-0.996 (ip) over two seeds: comparable to SIFT, so a recall bar of 0.95 has
+ * room and still fails on a broken graph.
+ *
+ * To draw queries from the same distribution, generate count + nq rows and split them: the same
+ * seed gives the same centres and map, so separate calls would repeat the base rows.
  */
-export function clusteredDataset(opts: { count: number; dim: number; clusters?: number; seed?: number; spread?: number }): Float32Array {
+export function clusteredDataset(opts: {
+  count: number;
+  dim: number;
+  clusters?: number;
+  seed?: number;
+  spread?: number;
+  intrinsicDim?: number;
+  noise?: number;
+}): Float32Array {
   const { count, dim } = opts;
-  const clusters = opts.clusters ?? 32;
-  const spread = opts.spread ?? 0.35;
+  const clusters = opts.clusters ?? 64;
+  const spread = opts.spread ?? 1;
+  const latent = Math.min(opts.intrinsicDim ?? 32, dim);
+  const noise = opts.noise ?? 0.05;
   const rand = mulberry32(opts.seed ?? 1);
   const normal = gaussian(rand);
-  const centres = new Float32Array(clusters * dim);
+  // Scaled by 1/sqrt(latent) so output coordinates have about the latent variance whatever its size.
+  const map = new Float64Array(latent * dim);
+  for (let i = 0; i < map.length; i++) map[i] = normal() / Math.sqrt(latent);
+  const centres = new Float64Array(clusters * latent);
   for (let i = 0; i < centres.length; i++) centres[i] = normal();
   const out = new Float32Array(count * dim);
+  const z = new Float64Array(latent);
   for (let r = 0; r < count; r++) {
-    const c = Math.floor(rand() * clusters) * dim;
-    for (let j = 0; j < dim; j++) out[r * dim + j] = centres[c + j]! + spread * normal();
+    const c = Math.floor(rand() * clusters) * latent;
+    for (let i = 0; i < latent; i++) z[i] = centres[c + i]! + spread * normal();
+    for (let j = 0; j < dim; j++) {
+      let s = 0;
+      for (let i = 0; i < latent; i++) s += z[i]! * map[i * dim + j]!;
+      out[r * dim + j] = s + noise * normal();
+    }
   }
   return out;
 }

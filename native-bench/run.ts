@@ -1,0 +1,143 @@
+// The benchmark CLI: `node dist/native-bench/run.js <all|search|ingest|seal> [--quick] [--runs N]
+// [--json] [--dir PATH] [--sizes A,B,..] [--total N]`. Runs the benches in this process one after
+// another, progress on stderr, a table (or with --json the JSON) on stdout, and one JSON file per
+// bench under bench-results/. It owns argument parsing and output, never measurement.
+
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { repoRoot } from '../test/helpers/datasets.js';
+import { formatTable, machineInfo, progress, writeResult, type BenchOptions, type BenchReport } from './report.js';
+import { runSearch } from './search.js';
+import { runIngest } from './ingest.js';
+import { defaultSealParams, runSeal } from './seal.js';
+
+const BENCHES = ['search', 'ingest', 'seal'] as const;
+type BenchName = (typeof BENCHES)[number];
+
+const USAGE = `usage: node dist/native-bench/run.js <all|search|ingest|seal> [options]
+  --quick          smaller sets and fewer runs (about 3 minutes for all)
+  --runs N         timed passes per measurement, median reported (default 5, 2 with --quick)
+  --json           print the JSON result to stdout instead of the tables
+  --dir PATH       where temporary databases go (default: the OS temp dir; must be a real disk)
+  --sizes A,B,...  seal bench: segment sizes (default 10000,25000,50000,100000,200000)
+  --total N        seal bench: vectors split into segments (default 200000)`;
+
+interface Args {
+  benches: BenchName[];
+  json: boolean;
+  opts: BenchOptions;
+  sizes?: number[];
+  total?: number;
+}
+
+class UsageError extends Error {}
+
+function positiveInt(flag: string, v: string | undefined): number {
+  const n = Number(v);
+  if (v === undefined || !Number.isSafeInteger(n) || n < 1) throw new UsageError(`${flag} expects a positive integer, got ${v}`);
+  return n;
+}
+
+function parseArgs(argv: string[]): Args {
+  const [which, ...rest] = argv;
+  if (which === undefined || !(which === 'all' || (BENCHES as readonly string[]).includes(which))) {
+    throw new UsageError(which === undefined ? 'no bench named' : `unknown bench ${JSON.stringify(which)}`);
+  }
+  let quick = false;
+  let json = false;
+  let runs: number | undefined;
+  let dir = os.tmpdir();
+  let sizes: number[] | undefined;
+  let total: number | undefined;
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (a === '--quick') quick = true;
+    else if (a === '--json') json = true;
+    else if (a === '--runs') runs = positiveInt(a, rest[++i]);
+    else if (a === '--dir') {
+      const d = rest[++i];
+      if (d === undefined || d === '') throw new UsageError('--dir expects a path');
+      dir = path.resolve(d);
+    } else if (a === '--sizes') {
+      sizes = (rest[++i] ?? '').split(',').map((s) => positiveInt('--sizes', s));
+    } else if (a === '--total') total = positiveInt(a, rest[++i]);
+    else throw new UsageError(`unknown option ${JSON.stringify(a)}`);
+  }
+  return {
+    benches: which === 'all' ? [...BENCHES] : [which as BenchName],
+    json,
+    opts: { quick, runs: runs ?? (quick ? 2 : 5), tmpBase: dir },
+    ...(sizes ? { sizes } : {}),
+    ...(total ? { total } : {}),
+  };
+}
+
+/** The exact command line, as it can be pasted back into a shell from the repo root. */
+function commandLine(): { command: string; npmScript?: string; cwd: string } {
+  const script = path.relative(process.cwd(), process.argv[1] ?? 'dist/native-bench/run.js') || process.argv[1]!;
+  const quote = (s: string) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+  const node = [...process.execArgv, script, ...process.argv.slice(2)].map(quote).join(' ');
+  const event = process.env['npm_lifecycle_event'];
+  return { command: `node ${node}`, ...(event ? { npmScript: `npm run ${event}` } : {}), cwd: process.cwd() };
+}
+
+async function main(): Promise<number> {
+  let args: Args;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`${err.message}\n${USAGE}\n`);
+    return 2;
+  }
+  const outDir = path.join(repoRoot(), 'bench-results');
+  const cmd = commandLine();
+  const machine = machineInfo();
+  const all: Record<string, unknown> = {};
+  let failed = false;
+  if (!args.json) {
+    process.stdout.write(`$ ${cmd.command}\n# ${machine['cpus']} x ${machine['model']}, node ${machine['node']}, ${machine['platform']}, ${machine['date']}\n\n`);
+  }
+  for (const name of args.benches) {
+    const t0 = performance.now();
+    let report: BenchReport;
+    try {
+      if (name === 'search') report = await runSearch(args.opts);
+      else if (name === 'ingest') report = await runIngest(args.opts);
+      else {
+        const d = defaultSealParams(args.opts.quick);
+        report = await runSeal(args.opts, { sizes: args.sizes ?? d.sizes, total: args.total ?? d.total });
+      }
+    } catch (err) {
+      failed = true;
+      progress(name, `FAILED: ${(err as Error)?.stack ?? String(err)}`);
+      all[name] = { name, failed: true, error: String((err as Error)?.message ?? err) };
+      continue;
+    }
+    const durationSec = +((performance.now() - t0) / 1000).toFixed(1);
+    const json = {
+      name: report.name, ...cmd, machine: { ...machine, date: new Date().toISOString() },
+      options: { quick: args.opts.quick, runs: args.opts.runs, tmpBase: args.opts.tmpBase },
+      durationSec, conclusion: report.conclusion, results: report.data, tables: report.tables,
+    };
+    const file = await writeResult(outDir, report.name, json);
+    progress(name, `done in ${durationSec}s; wrote ${path.relative(process.cwd(), file)}`);
+    all[name] = json;
+    if (!args.json) {
+      for (const t of report.tables) process.stdout.write(`${formatTable(t)}\n\n`);
+      if (report.conclusion) process.stdout.write(`=> ${report.conclusion}\n\n`);
+    }
+  }
+  if (args.json) {
+    const out = args.benches.length === 1 ? all[args.benches[0]!] : all;
+    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+  }
+  return failed ? 1 : 0;
+}
+
+main().then((code) => {
+  process.exitCode = code;
+}, (err: unknown) => {
+  process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
+  process.exitCode = 1;
+});
