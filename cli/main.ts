@@ -2,9 +2,10 @@
 // The `stratavec` admin CLI. Uses only the public API; every command can print --json.
 // Exit codes: 0 ok, 1 a StratavecError (its code is printed), 2 usage error.
 
-import { Database, StratavecError } from '../engine/index.js';
-import { parseArgs, intFlag, UsageError } from './args.js';
+import { Database, StratavecError, type DatabaseOptions } from '../engine/index.js';
+import { parseArgs, intFlag, UsageError, type ParsedArgs } from './args.js';
 import { runDemo } from './demo.js';
+import { migrateCommand, tieringCommand } from './tiers.js';
 
 const HELP = `usage: stratavec <command> [options]
 
@@ -13,13 +14,43 @@ commands:
         generate clustered data, ingest, search; print recall vs exact search, timings, tiers
   info <dir> [--json]         collections and the tier of every segment
   stats <dir> [--json]        db.stats() of a database directory
+  migrate <dir> <segment-id|all|collection:NAME>... --to hot|warm|cold [--json]
+                              verified moves between tiers, with progress
+  tiering plan <dir> [--json] what the tiering policy would move now, and why (dry run)
+  tiering apply <dir> [--json] run the policy's moves
+
+object store options (for a database whose cold tier is not the default <dir>/objects):
+  --object-store URL          file:///abs/dir or s3://bucket/prefix
+  --endpoint URL --region R --path-style
+  S3 credentials come from the standard AWS environment variables or profile, never from flags.
 
 A database directory can be opened by one process at a time (ERR_DATABASE_LOCKED otherwise).`;
 
-const BOOLEAN_FLAGS = new Set(['json', 'help']);
+const BOOLEAN_FLAGS = new Set(['json', 'help', 'path-style']);
 
-async function info(dir: string, json: boolean, what: 'info' | 'stats'): Promise<void> {
-  const db = await Database.open(dir);
+/** Options for an admin session: the background tiering loop stays off so only asked-for moves run. */
+export function adminOptions(args: ParsedArgs): DatabaseOptions {
+  const store = args.flags.get('object-store');
+  const options: DatabaseOptions = { tiering: { intervalMs: 0 } };
+  if (typeof store === 'string') {
+    if (store.startsWith('s3://')) {
+      const endpoint = args.flags.get('endpoint');
+      const region = args.flags.get('region');
+      options.objectStore = {
+        url: store,
+        ...(typeof endpoint === 'string' ? { endpoint } : {}),
+        ...(typeof region === 'string' ? { region } : {}),
+        ...(args.flags.get('path-style') === true ? { forcePathStyle: true } : {}),
+      };
+    } else {
+      options.objectStore = store;
+    }
+  }
+  return options;
+}
+
+async function info(dir: string, json: boolean, what: 'info' | 'stats', options: DatabaseOptions): Promise<void> {
+  const db = await Database.open(dir, options);
   try {
     if (what === 'stats') {
       console.log(JSON.stringify(db.stats(), null, json ? 0 : 2));
@@ -72,8 +103,20 @@ async function main(argv: string[]): Promise<number> {
     case 'stats': {
       const dir = rest[0];
       if (!dir) throw new UsageError(`${command} needs a database directory`);
-      await info(dir, json, command);
+      await info(dir, json, command, adminOptions(args));
       return 0;
+    }
+    case 'migrate': {
+      const [dir, ...targets] = rest;
+      const to = args.flags.get('to');
+      if (!dir || targets.length === 0) throw new UsageError('migrate needs a database directory and at least one segment');
+      if (to !== 'hot' && to !== 'warm' && to !== 'cold') throw new UsageError('migrate needs --to hot|warm|cold');
+      return migrateCommand(dir, targets, to, json, adminOptions(args));
+    }
+    case 'tiering': {
+      const [action, dir] = rest;
+      if ((action !== 'plan' && action !== 'apply') || !dir) throw new UsageError('usage: tiering plan|apply <dir>');
+      return tieringCommand(dir, action, json, adminOptions(args));
     }
     default:
       throw new UsageError(`unknown command ${command}`);

@@ -368,9 +368,14 @@ export class CollectionCore {
           this.#sealError = err instanceof StratavecError ? err : new StratavecError('ERR_IO', `seal failed: ${(err as Error).message}`, { cause: err });
           throw this.#sealError;
         }
-        this.#frozen.shift();
       }
     }
+  }
+
+  /** Drops a committed range from the frozen list; see #commitBuilt for why this is synchronous. */
+  #unfreeze(range: FrozenRange): void {
+    const i = this.#frozen.indexOf(range);
+    if (i >= 0) this.#frozen.splice(i, 1);
   }
 
   /** Builds the segment file of a frozen range in the pool; commits nothing. */
@@ -405,6 +410,7 @@ export class CollectionCore {
     const g = range.seg;
     if (!built) {
       await this.#commit({ walSeq: range.walTo + 1 });
+      this.#unfreeze(range);
       await this.#dropWalThrough(range.walTo);
       return;
     }
@@ -417,7 +423,10 @@ export class CollectionCore {
     await this.#commit({ walSeq: range.walTo + 1, added: seg });
     // Rows may have died while the manifest was being written; those deletes are in later WAL files.
     markDead();
+    // Publishing the sealed segment and retiring the frozen rows happen in one synchronous step:
+    // a search interleaved with this commit must see the rows exactly once, never in both.
     this.#sealed.set(seg.id, seg);
+    this.#unfreeze(range);
     seg.view = this.#mapView(seg);
     for (let i = 0; i < rows.length; i++) {
       const loc = this.#locations.get(ids[i]!);

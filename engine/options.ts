@@ -16,9 +16,9 @@ export interface S3ObjectStoreOptions {
   forcePathStyle?: boolean;
 }
 
-export interface Clock {
-  now(): number;
-}
+/** Time source in ms since the epoch (declared in tiers/, the lowest room that needs it). */
+export type { Clock } from '../tiers/access-stats.js';
+import type { Clock } from '../tiers/access-stats.js';
 
 export interface DatabaseOptions {
   /** Where cold copies live: `file:///abs/dir` (default `<dir>/objects`) or S3 settings. */
