@@ -428,6 +428,7 @@ export class CollectionCore {
     this.#sealed.set(seg.id, seg);
     this.#unfreeze(range);
     seg.view = this.#mapView(seg);
+    seg.verified = true; // written by the seal task from memory this process holds
     for (let i = 0; i < rows.length; i++) {
       const loc = this.#locations.get(ids[i]!);
       if (loc && loc.seg === g && loc.row === rows[i]) this.#locations.set(ids[i]!, { seg, row: i });
@@ -516,12 +517,12 @@ export class CollectionCore {
 
   async get(ids: string[]): Promise<(StoredRecord | undefined)[]> {
     // A record in a cold segment is read by rehydrating its segment, as a search would.
-    const cold = new Set<SealedSegment>();
+    const sealed = new Set<SealedSegment>();
     for (const id of ids) {
       const loc = this.#locations.get(id);
-      if (loc && loc.seg instanceof SealedSegment && !loc.seg.view) cold.add(loc.seg);
+      if (loc && loc.seg instanceof SealedSegment) sealed.add(loc.seg);
     }
-    for (const seg of cold) await this.#rehydrateShared(seg);
+    for (const seg of sealed) await this.#readable(seg);
     return ids.map((id) => {
       const loc = this.#locations.get(id);
       if (!loc) return undefined;
@@ -543,12 +544,72 @@ export class CollectionCore {
     return seg.view;
   }
 
+  /**
+   * Makes a segment's local copy safe to read: rehydrated if cold, and every section CRC-checked
+   * (once per mapping, in a worker) before any of its bytes are served. A local copy that fails
+   * is quarantined and replaced from the remote copy when there is one; otherwise the segment is
+   * marked unavailable and every read of it fails with ERR_SEGMENT_UNAVAILABLE.
+   */
+  async #readable(seg: SealedSegment): Promise<void> {
+    if (!seg.view && !seg.error) await this.#rehydrateShared(seg);
+    if (seg.verified === true) return;
+    seg.verified ??= this.#verifyLocal(seg).then(
+      () => {
+        seg.verified = true;
+      },
+      (err: unknown) => {
+        seg.verified = undefined;
+        throw err;
+      },
+    );
+    await seg.verified;
+  }
+
+  async #verifyLocal(seg: SealedSegment): Promise<void> {
+    this.#viewOf(seg);
+    const file = this.#ctx.warm.pathFor(this.name, seg.meta.seq);
+    try {
+      await this.#ctx.pool.run('verifySegment', { path: file });
+      const sections = seg.view!.reader.sections;
+      const want = seg.meta.sections;
+      if (sections.length !== want.length || sections.some((x, i) => x.rawCrc !== want[i]!.rawCrc)) {
+        throw new StratavecError('ERR_SEGMENT_CORRUPT', `segment ${seg.id}: local file's sections differ from the manifest`);
+      }
+    } catch (err) {
+      if (!(err instanceof StratavecError) || (err.code !== 'ERR_SEGMENT_CORRUPT' && err.code !== 'ERR_SEGMENT_NOT_FOUND')) throw err;
+      await seg.exclusive(() => this.#repairLocal(seg, err));
+    }
+  }
+
+  /** A bad local copy: move it to quarantine/ and fetch a verified one from the object store. */
+  async #repairLocal(seg: SealedSegment, cause: StratavecError): Promise<void> {
+    this.#ctx.hot.delete(seg.id);
+    seg.view = undefined;
+    const file = this.#ctx.warm.pathFor(this.name, seg.meta.seq);
+    const qdir = path.join(this.dir, 'quarantine');
+    await fsp.mkdir(qdir, { recursive: true });
+    await fsp.rename(file, path.join(qdir, `${path.basename(file)}-${Date.now()}`)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+    this.#ctx.tierStats.repairs++;
+    if (!seg.meta.remote) {
+      seg.error = cause;
+      throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `segment ${seg.id}: local copy is bad and there is no remote copy: ${cause.message}`, { cause });
+    }
+    try {
+      const down = await this.#ctx.cold.download(seg.meta.remote, file, seg.meta.sections.map((x) => x.rawCrc));
+      this.#ctx.tierStats.migrated('cold->warm', down.rawBytes, down.bytes);
+    } catch (err) {
+      seg.error = err instanceof StratavecError ? err : cause;
+      throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `segment ${seg.id}: local copy is bad and the remote copy could not be fetched`, { cause: err });
+    }
+    seg.view = this.#mapView(seg);
+  }
+
   #leaseHot(seg: SealedSegment): Promise<HotLease> {
     const view = this.#viewOf(seg);
     return this.#ctx.hot.lease(seg.id, async () => {
       const t0 = performance.now();
-      // Promotion: every section is CRC-checked in a worker before the index is trusted.
-      await this.#ctx.pool.run('verifySegment', { path: this.#ctx.warm.pathFor(this.name, seg.meta.seq) });
       const index = await HnswIndex.fromBytes(view.reader.raw(SectionKind.hnsw), this.dimension, this.metric, seg.meta.records, this.#ctx.tmpDir);
       this.#ctx.tierStats.promoted(performance.now() - t0);
       this.#ctx.tierStats.migrated('warm->hot', view.size);
@@ -582,10 +643,8 @@ export class CollectionCore {
       if (seg.live === 0) continue;
       const tier = this.#tierOf(seg);
       if (!tiers.has(tier)) continue;
-      if (tier === 'cold') {
-        tierStats.coldReads++;
-        await this.#rehydrateShared(seg);
-      }
+      if (tier === 'cold') tierStats.coldReads++;
+      await this.#readable(seg);
       const mode = exact ? 'scan' : hot.has(seg.id) ? 'hnsw' : this.#warmMode(seg) === 'scan' ? 'scan' : 'hnsw';
       // Exact search scans the mapped vectors and never needs the index (nor promotion).
       const lease = mode === 'hnsw' ? await this.#leaseHot(seg) : undefined;
@@ -750,6 +809,7 @@ export class CollectionCore {
     const { local: _gone, ...rest } = seg.meta;
     await this.#commit({ replace: { ...rest, tier: 'cold' } });
     seg.coldIds = view.ids;
+    seg.verified = undefined;
     seg.view = undefined; // the mapping is released when the last reader drops it; unlink is safe
     await this.#ctx.warm.remove(this.#ctx.warm.pathFor(this.name, seg.meta.seq));
     this.#ctx.tierStats.migrated('warm->cold', local?.bytes ?? 0, 0);
@@ -823,6 +883,7 @@ export class CollectionCore {
       throw err;
     }
     seg.view = this.#mapView(seg);
+    seg.verified = true; // decodeColdCopy checked every stored and raw CRC32
     seg.coldIds = undefined;
     await fsp.rm(this.#stubPath(seg.meta.seq), { force: true });
     this.#ctx.tierStats.rehydrated(down.ms);

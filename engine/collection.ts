@@ -173,11 +173,15 @@ function payloadJson(payload: unknown, id: string): string | null {
   if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) {
     throw new TypeError(`payload of ${JSON.stringify(id.slice(0, 64))} must be a plain object`);
   }
-  let json: string;
+  let json: string | undefined;
   try {
     json = JSON.stringify(payload);
   } catch (err) {
     throw new StratavecError('ERR_INVALID_PAYLOAD', `payload of ${JSON.stringify(id.slice(0, 64))} is not JSON-serialisable`, { cause: err });
+  }
+  // toJSON() can turn an object into anything (a Date into a string): only an object text is kept.
+  if (typeof json !== 'string' || json.charCodeAt(0) !== 0x7b /* { */) {
+    throw new StratavecError('ERR_INVALID_PAYLOAD', `payload of ${JSON.stringify(id.slice(0, 64))} does not serialise to a JSON object`);
   }
   if (json.length > MAX_PAYLOAD_BYTES / 3 && Buffer.byteLength(json) > MAX_PAYLOAD_BYTES) {
     throw new StratavecError('ERR_INVALID_PAYLOAD', `payload of ${JSON.stringify(id.slice(0, 64))} is over ${MAX_PAYLOAD_BYTES} bytes`);

@@ -92,6 +92,7 @@ export class Database {
     try {
       await db.#load();
     } catch (err) {
+      for (const core of db.#cores.values()) await core.close().catch(() => undefined); // the load error is the one to report
       await db.#ctx.pool.destroy();
       await store.close();
       await lock.release();
@@ -282,9 +283,16 @@ export class Database {
     };
   }
 
-  /** Waits for in-flight writes and seals, then releases the pool and the lock. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#status === 'closed' || this.#status === 'closing') return;
+  #closing: Promise<void> | undefined;
+
+  /** Waits for in-flight writes and seals, then releases the pool and the lock. Idempotent:
+   *  every call resolves when the database is closed. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#status = 'closing';
     try {
       await this.tiering.stop();

@@ -22,6 +22,9 @@ export class SealedSegment {
   busy: Promise<unknown> = Promise.resolve();
   /** A rehydration in flight, shared by every search that needs it. */
   rehydrating: Promise<void> | undefined;
+  /** Whether every section of the local file was CRC-checked since it was mapped (true), or the
+   *  check in flight; undefined until the first read needs it. */
+  verified: true | Promise<void> | undefined;
 
   constructor(meta: ManifestSegment) {
     this.meta = meta;

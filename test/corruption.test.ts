@@ -35,8 +35,8 @@ function records(prefix: string, from: number, to: number, seed: number): Rec[] 
  * 'a-good' and 'b-bad', each with two sealed segments (200 + 150 rows) and 30 growing rows, then
  * closed. Returns what was written so later checks can compare exactly.
  */
-async function build(dir: string): Promise<Data> {
-  const db = await openDb(dir, OPTS);
+async function build(dir: string, options: DatabaseOptions = OPTS): Promise<Data> {
+  const db = await openDb(dir, options);
   const data = { good: [] as Rec[], bad: [] as Rec[] };
   for (const [name, key, seed] of [['a-good', 'good', 1], ['b-bad', 'bad', 2]] as const) {
     const col = await db.createCollection(name, { dimension: DIM });
@@ -96,19 +96,39 @@ async function assertGoodWorks(col: Collection, good: Rec[]): Promise<void> {
   await col.delete(['fresh']);
 }
 
-/** A search of the damaged collection fails with a segment code, every time, whatever the query. */
-async function assertSearchRefused(col: Collection, bad: Rec[], label: string): Promise<void> {
-  for (const r of [bad[5]!, bad[260]!, bad[370]!]) {
-    let hits: unknown;
+const SEGMENT_CODES = ['ERR_SEGMENT_UNAVAILABLE', 'ERR_SEGMENT_CORRUPT'];
+
+function l2(a: Float32Array, b: Float32Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += (a[i]! - b[i]!) ** 2;
+  return s;
+}
+
+/**
+ * Searches that may touch the damaged segment either fail with a segment code or return exactly
+ * the answer the written data gives (possible only from a verified good copy, or when the damaged
+ * bytes are not needed). Anything else is data from a corrupt file served as if it were valid.
+ * Queries aim at `targets`, the rows whose bytes were damaged, so a wrong answer cannot hide.
+ */
+async function assertNeverWrong(col: Collection, written: Rec[], targets: Rec[], label: string): Promise<{ refused: number }> {
+  let refused = 0;
+  for (const t of targets) {
+    let hits;
     try {
-      hits = await col.search(r.vector, { k: 5 });
+      hits = await col.search(t.vector, { k: 5, ef: 100 });
     } catch (err) {
       assert.ok(err instanceof StratavecError, `${label}: search threw ${String(err)}, not a StratavecError`);
-      assert.ok(['ERR_SEGMENT_UNAVAILABLE', 'ERR_SEGMENT_CORRUPT'].includes(err.code), `${label}: search failed with ${err.code}`);
+      assert.ok(SEGMENT_CODES.includes(err.code), `${label}: search failed with ${err.code}`);
+      refused++;
       continue;
     }
-    assert.fail(`${label}: search over a damaged segment returned ${JSON.stringify(hits)} instead of failing`);
+    const exact = written.map((r) => ({ id: r.id, d: l2(t.vector, r.vector) })).sort((a, b) => a.d - b.d).slice(0, 5);
+    const same = hits.length === exact.length
+      && hits.every((h, i) => h.id === exact[i]!.id && Math.abs(h.distance - exact[i]!.d) <= 1e-5 * Math.max(1, exact[i]!.d));
+    const show = (xs: { id: string; d: number }[]) => xs.map((x) => `${x.id}@${x.d}`).join(' ');
+    assert.ok(same, `${label}: search over a damaged segment served ${show(hits.map((h) => ({ id: h.id, d: h.distance })))}; the written data gives ${show(exact)}`);
   }
+  return { refused };
 }
 
 async function segmentFile(dir: string, collection: string, index: number): Promise<string> {
@@ -117,46 +137,92 @@ async function segmentFile(dir: string, collection: string, index: number): Prom
   return files[index]!;
 }
 
-async function flipInSection(file: string, kind: number): Promise<void> {
+/**
+ * Flips a byte near the middle of a section; returns its offset inside the section. In the vectors
+ * section it is the top byte of a float (sign and exponent), so the value changes a lot.
+ */
+async function flipInSection(file: string, kind: number): Promise<number> {
   const reader = SegmentReader.open(await fsp.readFile(file));
   const e = reader.entry(kind);
   assert.ok(e && e.storedLength > 8, `section ${kind} present`);
-  await flipByte(file, e.offset + Math.floor(e.storedLength / 2));
+  const at = kind === SectionKind.vectors ? Math.floor(e.storedLength / 8) * 4 + 3 : Math.floor(e.storedLength / 2);
+  await flipByte(file, e.offset + at);
+  return at;
 }
 
-const segmentDamage: [string, (file: string) => Promise<void>][] = [
-  ['a flipped byte in the vectors section', (f) => flipInSection(f, SectionKind.vectors)],
-  ['a flipped byte in the HNSW section', (f) => flipInSection(f, SectionKind.hnsw)],
-  ['a flipped byte in the ids section', (f) => flipInSection(f, SectionKind.ids)],
-  ['a segment truncated to half', async (f) => {
+/** Damage to segment 0 of 'b-bad' (rows bad0..bad199 in order); returns the damaged rows. */
+const segmentDamage: [string, (file: string, bad: Rec[]) => Promise<Rec[]>][] = [
+  ['a flipped byte in the vectors section', async (f, bad) => {
+    const at = await flipInSection(f, SectionKind.vectors);
+    return [bad[Math.floor(at / (DIM * 4))]!, bad[5]!];
+  }],
+  ['a flipped byte in the HNSW section', async (f, bad) => {
+    await flipInSection(f, SectionKind.hnsw);
+    return [bad[5]!, bad[100]!, bad[150]!];
+  }],
+  ['a flipped byte in the ids section', async (f, bad) => {
+    await flipInSection(f, SectionKind.ids);
+    return [bad[5]!, bad[100]!];
+  }],
+  ['a segment truncated to half', async (f, bad) => {
     const { size } = await fsp.stat(f);
     await fsp.truncate(f, Math.floor(size / 2));
+    return [bad[5]!, bad[199]!];
   }],
 ];
 
+// How a warm segment answers depends on its size (warmScanMaxRecords): exact scan over the mapped
+// file, or promotion (verify, load the HNSW index). Both paths are damaged here.
+const MODES: [string, DatabaseOptions][] = [
+  ['scanned', { ...OPTS, warmScanMaxRecords: 1_000_000 }],
+  ['promoted', { ...OPTS, warmScanMaxRecords: 0 }],
+];
+
+// The brief's case: the local file is the only copy (no upload at seal), so nothing can repair it.
+const localOnly = (dir: string): Promise<Data> => fromTemplate('local-only', (d) => build(d, { ...OPTS, uploadOnSeal: false }), dir);
+
 for (const [what, damage] of segmentDamage) {
-  test(`segment with ${what}: open succeeds, search fails with a segment code, other collections work`, async () => {
-    await withTmpDir('corrupt-seg', async (dir) => {
+  for (const [mode, opts] of MODES) {
+    test(`${mode} segment with ${what}, no other copy: open succeeds, search never serves damaged data, other collections work`, async () => {
+      await withTmpDir('corrupt-seg', async (dir) => {
+        const { good, bad } = await localOnly(dir);
+        const targets = await damage(await segmentFile(dir, 'b-bad', 0), bad);
+        const db = await openDb(dir, opts);
+        assert.deepEqual(db.listCollections(), ['a-good', 'b-bad']);
+        const badCol = db.collection('b-bad');
+        const first = await assertNeverWrong(badCol, bad, targets, `${mode}, ${what}`);
+        if (mode === 'promoted') {
+          // The index is needed and no good copy exists: every search must be refused.
+          assert.equal(first.refused, targets.length, `${mode}, ${what}: ${targets.length - first.refused} searches answered`);
+        }
+        await assertGoodWorks(db.collection('a-good'), good);
+        // Asked again after other work: a failed load is not cached as good.
+        const again = await assertNeverWrong(badCol, bad, targets, `${mode}, ${what}, again`);
+        assert.equal(again.refused, first.refused);
+        // Writes to the damaged collection's growing segment still work and are durable.
+        await badCol.upsert([{ id: 'after', vector: new Float32Array(DIM).fill(0.25) }]);
+        assert.ok((await badCol.get(['after']))[0]);
+        await db.close();
+        const db2 = await openDb(dir, opts);
+        await assertGoodWorks(db2.collection('a-good'), good);
+        assert.ok((await db2.collection('b-bad').get(['after']))[0]);
+        const written = [...bad, { id: 'after', vector: new Float32Array(DIM).fill(0.25), payload: { i: -1, s: '' } }];
+        await assertNeverWrong(db2.collection('b-bad'), written, targets, `${mode}, ${what}, reopened`);
+        await db2.close();
+      });
+    });
+  }
+}
+
+for (const [mode, opts] of MODES) {
+  test(`${mode} segment with a flipped vectors byte and a good remote copy: never a wrong answer`, async () => {
+    await withTmpDir('corrupt-seg-remote', async (dir) => {
       const { good, bad } = await fixture(dir);
-      await damage(await segmentFile(dir, 'b-bad', 0));
-      const db = await openDb(dir, OPTS);
-      assert.deepEqual(db.listCollections(), ['a-good', 'b-bad']);
-      const badCol = db.collection('b-bad');
-      await assertSearchRefused(badCol, bad, what);
+      const targets = await segmentDamage[0]![1](await segmentFile(dir, 'b-bad', 0), bad);
+      const db = await openDb(dir, opts);
+      await assertNeverWrong(db.collection('b-bad'), bad, targets, `${mode}, remote copy`);
       await assertGoodWorks(db.collection('a-good'), good);
-      // Still refused after other work (a failed load is not cached as good), and with a filter.
-      await assertSearchRefused(badCol, bad, `${what}, again`);
-      await assert.rejects(badCol.search(bad[0]!.vector, { k: 3, filter: { i: 0 } }), (e: unknown) => e instanceof StratavecError);
-      // Writes to the damaged collection's growing segment still work and are durable.
-      await badCol.upsert([{ id: 'after', vector: new Float32Array(DIM).fill(0.25) }]);
-      const [after] = await badCol.get(['after']);
-      assert.ok(after);
       await db.close();
-      const db2 = await openDb(dir, OPTS);
-      await assertGoodWorks(db2.collection('a-good'), good);
-      assert.ok((await db2.collection('b-bad').get(['after']))[0]);
-      await assertSearchRefused(db2.collection('b-bad'), bad, `${what}, reopened`);
-      await db2.close();
     });
   });
 }
@@ -164,19 +230,19 @@ for (const [what, damage] of segmentDamage) {
 for (const [what, kind] of [['vectors', SectionKind.vectors], ['payloads', SectionKind.payloads]] as const) {
   test(`get() never serves bytes from a segment whose ${what} section is corrupt`, async () => {
     await withTmpDir('corrupt-get', async (dir) => {
-      const { bad } = await fixture(dir);
+      const { bad } = await localOnly(dir);
       await flipInSection(await segmentFile(dir, 'b-bad', 0), kind);
       const db = await openDb(dir, OPTS);
       const col = db.collection('b-bad');
       // Every record of the damaged segment: get() must fail with a coded error or return exactly
       // what was written. A changed vector or payload handed back as if valid is silent corruption.
       const ids = bad.slice(0, 200).map((r) => r.id);
-      let got: Awaited<ReturnType<Collection['get']>> | undefined;
+      let got: (StoredRecord | undefined)[] | undefined;
       try {
         got = await col.get(ids);
       } catch (err) {
         assert.ok(err instanceof StratavecError, `get threw ${String(err)}, not a StratavecError`);
-        assert.ok(['ERR_SEGMENT_UNAVAILABLE', 'ERR_SEGMENT_CORRUPT'].includes(err.code), err.code);
+        assert.ok(SEGMENT_CODES.includes(err.code), err.code);
       }
       if (got) {
         for (let i = 0; i < ids.length; i++) {
@@ -193,16 +259,17 @@ for (const [what, kind] of [['vectors', SectionKind.vectors], ['payloads', Secti
 
 test('exact search (no index) never serves a segment whose vectors section is corrupt', async () => {
   await withTmpDir('corrupt-exact', async (dir) => {
-    const { bad } = await fixture(dir);
-    await flipInSection(await segmentFile(dir, 'b-bad', 0), SectionKind.vectors);
-    const db = await openDb(dir, OPTS);
+    const { bad } = await localOnly(dir);
+    const at = await flipInSection(await segmentFile(dir, 'b-bad', 0), SectionKind.vectors);
+    const target = bad[Math.floor(at / (DIM * 4))]!;
+    const db = await openDb(dir, { ...OPTS, warmScanMaxRecords: 0 }); // exact must not depend on the mode
     const col = db.collection('b-bad');
     let hits: unknown;
     try {
-      hits = await col.search(bad[5]!.vector, { k: 5, exact: true } as SearchOptions);
+      hits = await col.search(target.vector, { k: 5, exact: true } as SearchOptions);
     } catch (err) {
       assert.ok(err instanceof StratavecError, `search threw ${String(err)}, not a StratavecError`);
-      assert.ok(['ERR_SEGMENT_UNAVAILABLE', 'ERR_SEGMENT_CORRUPT'].includes(err.code), err.code);
+      assert.ok(SEGMENT_CODES.includes(err.code), err.code);
     }
     assert.equal(hits, undefined, `exact search over a corrupt segment returned ${JSON.stringify(hits)}`);
     await db.close();

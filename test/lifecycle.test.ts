@@ -142,17 +142,17 @@ test('close waits for a seal started by segmentMaxRecords and for a flush in pro
 });
 
 async function buildFor(dir: string, workers: number): Promise<{ db: Database; col: Collection }> {
-  const db = await openDb(dir, { workers, segmentMaxRecords: 500 });
+  const db = await openDb(dir, { workers, segmentMaxRecords: 300, warmScanMaxRecords: 0 });
   assert.equal(db.stats().workers.threads, workers);
-  const col = await db.createCollection('w', { dimension: 32 });
-  const data = clusteredDataset({ count: 1700, dim: 32, seed: 5 });
-  for (let s = 0; s < 1700; s += 100) {
+  const col = await db.createCollection('w', { dimension: 32, hnsw: { efConstruction: 64 } });
+  const data = clusteredDataset({ count: 1000, dim: 32, seed: 5 });
+  for (let s = 0; s < 1000; s += 100) {
     const batch = [];
     for (let r = s; r < s + 100; r++) batch.push({ id: `p${r}`, vector: data.subarray(r * 32, (r + 1) * 32), payload: { r, odd: r % 2 === 1 } });
     await col.upsert(batch);
   }
   await waitFor(() => col.segments().length === 3 && db.stats().collections['w']!.sealing === 0, `three seals with workers: ${workers}`);
-  await col.delete(['p3', 'p600', 'p1650']);
+  await col.delete(['p3', 'p600', 'p950']);
   return { db, col };
 }
 

@@ -29,6 +29,8 @@ export class TierStats {
   uploadFailures = 0;
   lastUploadError: string | undefined;
   warmScans = 0;
+  /** Bad local copies quarantined (and re-fetched when a remote copy existed). */
+  repairs = 0;
   coldReads = 0;
   readonly #rehydration = createHistogram();
   readonly #promotion = createHistogram();
@@ -57,6 +59,7 @@ export class TierStats {
       uploadFailures: this.uploadFailures,
       lastUploadError: this.lastUploadError,
       warmScans: this.warmScans,
+      repairs: this.repairs,
       coldReads: this.coldReads,
       rehydrationLatency: summarize(this.#rehydration),
       promotionLatency: summarize(this.#promotion),
