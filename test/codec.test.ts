@@ -232,13 +232,23 @@ describe('selection', () => {
     assert.equal(encodeSection(data, { impl: 'zlib', elementSize: 4, minSavings: 0.5 }).codec, Codec.none);
   });
 
-  test('level table: cheap levels at both ends, the most effort where it buys the most', () => {
+  test('level table: level 1 for redundant numeric data, up to 6 as entropy rises', () => {
     assert.equal(levelForEntropy(0), 1);
-    assert.equal(levelForEntropy(7.4), levelForEntropy(7.49));
-    for (let h = 0; h <= 8; h += 0.25) {
+    assert.equal(levelForEntropy(1.5), 1); // SIFT-like floats, shuffled
+    assert.equal(levelForEntropy(3), 4);
+    assert.equal(levelForEntropy(4), 6); // text
+    assert.equal(levelForEntropy(7.4), 6);
+    let prev = 0;
+    for (let h = 0; h <= 8; h += 0.125) {
       const l = levelForEntropy(h);
-      assert.ok(Number.isInteger(l) && l >= 1 && l <= 9, `level ${l} at ${h}`);
+      assert.ok(Number.isInteger(l) && l >= prev && l <= 6, `level ${l} at ${h}`);
+      prev = l;
     }
+    // The choice carries the level for the estimate deflate will see.
+    const sift = chooseCodec(DATA.siftLikeF32.data, { elementSize: 4 });
+    assert.equal(sift.level, levelForEntropy(sift.shuffledEntropy!));
+    const text = chooseCodec(DATA.text.data);
+    assert.equal(text.level, levelForEntropy(text.entropy));
   });
 
   test('rejects bad options', () => {

@@ -375,8 +375,9 @@ test('the same input in any order gives the same plan', () => {
   const rand = mulberry32(7);
   const segs = Array.from({ length: 40 }, (_, i) => seg(`s${String(i).padStart(2, '0')}`, (['hot', 'warm', 'cold'] as const)[i % 3]!, {
     frequency: Math.floor(rand() * 3), lastAccess: NOW - Math.floor(rand() * 3) * MIN, hasRemoteCopy: rand() < 0.5,
+    pinned: i % 7 === 0 ? (['cold', 'hot', 'warm'] as const)[i % 3] : undefined,
   }));
-  const policy = new DefaultTieringPolicy({ promoteMinFrequency: 1 });
+  const policy = new DefaultTieringPolicy({ promoteMinFrequency: 1, coldAfterIdleMs: 90_000 });
   const b = budgets(1500, 2000);
   const p = policy.plan(segs, b, NOW);
   assert.ok(p.moves.length > 0);
@@ -540,6 +541,8 @@ test('property: plans are valid, meet budgets when pins allow, and are fixed poi
       const s = byId.get(m.segmentId)!;
       if (keptHot.some((k) => less(k, s))) assert.ok(u1.hot + s.hotBytes > lowHot, `needless demotion of ${s.id}: ${ctx}`);
     }
+
+    assert.deepEqual(policy.plan([...c.segments].reverse(), c.budgets, NOW), p, `input order changed the plan: ${ctx}`);
 
     // No thrash: planning again on the result, at the same time, moves nothing.
     const p2 = policy.plan(after, c.budgets, NOW);

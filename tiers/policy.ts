@@ -30,7 +30,7 @@
 //  7. Promotion: cold segments with frequency >= promoteMinFrequency go warm, most valuable first,
 //     each only if local usage stays <= the low watermark; then warm ones (including those just
 //     promoted from cold, whose one move becomes cold -> hot) go hot while hot usage stays <= the
-//     low watermark. Promotion never starts pressure (low < high), so nothing it does is undone by
+//     low watermark. Promotion never starts pressure (low <= high), so nothing it does is undone by
 //     the next plan.
 //  8. Every plan is a fixed point: applying it and planning again at the same `now` plans nothing
 //     (unless pins or unavailable segments alone exceed a budget, when there is nothing to move).
@@ -295,7 +295,7 @@ export class DefaultTieringPolicy implements TieringPolicy {
 
     const works: Work[] = segments
       .map((s) => ({ s, target: s.tier, movable: s.available && s.pinned === undefined, steps: [] as Step[] }))
-      ;
+      .sort((a, b) => cmp(a.s.id, b.s.id));
     const ledger = new Ledger(works);
     const usageBefore = { hot: ledger.hot, local: ledger.local };
     const highHot = budgets.highWatermark * budgets.hotBytes;

@@ -4,7 +4,10 @@
 import { StratavecError } from '../format/errors.js';
 import { seal as sealImpl, type SealTask, type SealResult } from './seal.js';
 import { verifySegment as verifyImpl, type VerifyTask, type VerifyResult } from './verify.js';
-import * as coldCopy from './cold-copy.js';
+import {
+  encodeColdCopy as encodeColdImpl, decodeColdCopy as decodeColdImpl,
+  type EncodeColdCopyTask, type EncodeColdCopyResult, type DecodeColdCopyTask, type DecodeColdCopyResult,
+} from './cold-copy.js';
 
 export interface TaskFailure {
   failed: { code: string; message: string };
@@ -27,10 +30,10 @@ export function verifySegment(task: VerifyTask): Promise<VerifyResult | TaskFail
   return guard(() => verifyImpl(task));
 }
 
-export function encodeColdCopy(task: Parameters<typeof coldCopy.encodeColdCopy>[0]): Promise<Awaited<ReturnType<typeof coldCopy.encodeColdCopy>> | TaskFailure> {
-  return guard(() => coldCopy.encodeColdCopy(task));
+export function encodeColdCopy(task: EncodeColdCopyTask): Promise<EncodeColdCopyResult | TaskFailure> {
+  return guard(() => encodeColdImpl(task));
 }
 
-export function decodeColdCopy(task: Parameters<typeof coldCopy.decodeColdCopy>[0]): Promise<Awaited<ReturnType<typeof coldCopy.decodeColdCopy>> | TaskFailure> {
-  return guard(() => coldCopy.decodeColdCopy(task));
+export function decodeColdCopy(task: DecodeColdCopyTask): Promise<DecodeColdCopyResult | TaskFailure> {
+  return guard(() => decodeColdImpl(task));
 }
