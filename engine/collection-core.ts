@@ -709,6 +709,7 @@ export class CollectionCore {
 
   /** Moves one segment to `to`, verified at every step (see the section comment). */
   migrate(id: string, to: Tier): Promise<MoveResult> {
+    if (to !== 'hot' && to !== 'warm' && to !== 'cold') throw new StratavecError('ERR_INVALID_ARGUMENT', `tier must be hot, warm or cold, got ${String(to)}`);
     const seg = this.#segment(id);
     return seg.exclusive(async () => {
       this.checkOpen();

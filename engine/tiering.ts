@@ -8,6 +8,8 @@ import { DefaultTieringPolicy, type TieringPlan, type TieringPolicy, type Segmen
 import type { CollectionCore, MoveResult } from './collection-core.js';
 import type { FilledOptions } from './options.js';
 
+const TIERS: ReadonlySet<string> = new Set(['hot', 'warm', 'cold']);
+
 export interface AppliedMove extends MoveResult {
   reason: string;
 }
@@ -89,9 +91,15 @@ export class Tiering {
     const plan = this.policy.plan(states, this.budgets, this.#host.options.clock.now());
     const applied: AppliedMove[] = [];
     const failed: FailedMove[] = [];
+    const byId = new Map(states.map((st) => [st.id, st]));
     for (const move of plan.moves) {
       const core = owners.get(move.segmentId);
-      if (!core) continue;
+      // A policy is user code: its moves are checked against the rules it is meant to keep.
+      const refused = this.#refusal(move, byId.get(move.segmentId), core);
+      if (refused || !core) {
+        failed.push({ ...move, code: 'ERR_INVALID_ARGUMENT', message: refused ?? `segment ${move.segmentId} does not exist` });
+        continue;
+      }
       try {
         applied.push({ ...(await core.migrate(move.segmentId, move.to)), reason: move.reason });
       } catch (err) {
@@ -102,6 +110,15 @@ export class Tiering {
     }
     this.#runs++;
     return { plan, applied, failed };
+  }
+
+  #refusal(move: TieringPlan['moves'][number], state: SegmentState | undefined, core: CollectionCore | undefined): string | undefined {
+    if (!state || !core) return `segment ${String(move.segmentId)} does not exist`;
+    if (!TIERS.has(move.to)) return `policy ${this.policy.name} named tier ${String(move.to)}, which does not exist`;
+    if (move.from !== state.tier) return `policy ${this.policy.name} planned ${move.from} -> ${move.to}, but the segment is ${state.tier}`;
+    if (state.pinned !== undefined && move.to !== state.pinned) return `segment is pinned to ${state.pinned}`;
+    if (!state.available) return 'segment is unavailable';
+    return undefined;
   }
 
   /** Starts the background loop (no-op when intervalMs is 0). The timer never keeps Node alive. */

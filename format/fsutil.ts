@@ -32,7 +32,11 @@ export async function writeFileAtomic(finalPath: string, chunks: Uint8Array | Ui
   let fh: fsp.FileHandle | undefined;
   try {
     fh = await fsp.open(tmp, 'wx', 0o644);
-    await fh.writev(list);
+    let pos = 0;
+    for (const chunk of list) {
+      await writeFully(fh, chunk, pos);
+      pos += chunk.byteLength;
+    }
     await fh.sync();
     await fh.close();
     fh = undefined;
@@ -42,6 +46,20 @@ export async function writeFileAtomic(finalPath: string, chunks: Uint8Array | Ui
     if (fh) await fh.close().catch(() => undefined); // already failing; the original error wins
     await fsp.rm(tmp, { force: true }).catch(() => undefined);
     throw ioError(err, `writing ${path.basename(finalPath)}`);
+  }
+}
+
+/**
+ * Writes all of `data` at `position`. On a filling disk write(2) and writev(2) may write less
+ * than asked *without* an error (the next call gets ENOSPC); FileHandle.write does not loop, so a
+ * file written without this can be silently short.
+ */
+export async function writeFully(fh: fsp.FileHandle, data: Uint8Array, position: number): Promise<void> {
+  let done = 0;
+  while (done < data.byteLength) {
+    const { bytesWritten } = await fh.write(data, done, data.byteLength - done, position + done);
+    if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
+    done += bytesWritten;
   }
 }
 

@@ -4,7 +4,8 @@
 // write only by the crash-safe recipe, so a failure leaves nothing at `dest`.
 
 import * as path from 'node:path';
-import { StratavecError } from '../format/errors.js';
+import { readFile } from 'node:fs/promises';
+import { StratavecError, ioError } from '../format/errors.js';
 import { crc32 } from '../format/crc32.js';
 import { mapReadOnly } from '../format/mapped-file.js';
 import {
@@ -89,9 +90,24 @@ function checkPaths(task: { src: unknown; dest: unknown }): { src: string; dest:
   return { src, dest };
 }
 
-/** Maps `file` and checks every byte of it: structure, each section's stored CRC, the padding. */
-function openVerified(file: string): SegmentReader {
-  const reader = SegmentReader.open(mapReadOnly(file, { minSize: HEADER_SIZE + TRAILER_SIZE, sequential: true }));
+/**
+ * Opens `file` and checks every byte of it: structure, each section's stored CRC, the padding.
+ * A raw local segment is mapped; a downloaded temp copy is read into memory instead, because a
+ * mapping would keep the deleted temp file's disk space in use until garbage collection, which on
+ * a nearly full disk is the space the next attempt needs.
+ */
+async function openVerified(file: string, how: 'map' | 'read'): Promise<SegmentReader> {
+  let buf: Buffer;
+  if (how === 'map') {
+    buf = mapReadOnly(file, { minSize: HEADER_SIZE + TRAILER_SIZE, sequential: true });
+  } else {
+    try {
+      buf = await readFile(file);
+    } catch (err) {
+      throw ioError(err, `reading ${path.basename(file)}`);
+    }
+  }
+  const reader = SegmentReader.open(buf);
   reader.verifyAll();
   return reader;
 }
@@ -113,7 +129,7 @@ export async function encodeColdCopy(task: EncodeColdCopyTask): Promise<EncodeCo
   const { src, dest } = checkPaths(task);
   const { minSavings } = task;
   if (minSavings !== undefined && typeof minSavings !== 'number') throw new TypeError('task.minSavings must be a number');
-  const reader = openVerified(src);
+  const reader = await openVerified(src, 'map');
   const compressImpl = deflateImplFor('compress');
   const decompressImpl = deflateImplFor('decompress');
 
@@ -160,7 +176,7 @@ export async function decodeColdCopy(task: DecodeColdCopyTask): Promise<DecodeCo
   const t0 = performance.now();
   const { src, dest } = checkPaths(task);
   const expect = checkExpectRawCrcs(task.expectRawCrcs);
-  const reader = openVerified(src);
+  const reader = await openVerified(src, 'read');
   const sections = reader.sections;
   if (expect !== undefined) {
     // Before any inflating: a copy of some other segment, or another version, fails here cheaply.
