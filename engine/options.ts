@@ -7,14 +7,9 @@ import { pathToFileURL } from 'node:url';
 import { StratavecError } from '../format/errors.js';
 import type { TieringPolicy } from '../tiers/policy.js';
 
-export interface S3ObjectStoreOptions {
-  /** `s3://bucket/prefix` */
-  url: string;
-  endpoint?: string;
-  region?: string;
-  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
-  forcePathStyle?: boolean;
-}
+/** S3 settings: `{ url: 's3://bucket/prefix', endpoint?, region?, credentials?, forcePathStyle? }`. */
+export type { S3Settings as S3ObjectStoreOptions } from '../tiers/object-store.js';
+import type { S3Settings as S3ObjectStoreOptions } from '../tiers/object-store.js';
 
 /** Time source in ms since the epoch (declared in tiers/, the lowest room that needs it). */
 export type { Clock } from '../tiers/access-stats.js';

@@ -50,14 +50,14 @@ export async function writeFileAtomic(finalPath: string, chunks: Uint8Array | Ui
 }
 
 /**
- * Writes all of `data` at `position`. On a filling disk write(2) and writev(2) may write less
+ * Writes all of `data` at `position` (or the current offset). On a filling disk write(2) and writev(2) may write less
  * than asked *without* an error (the next call gets ENOSPC); FileHandle.write does not loop, so a
  * file written without this can be silently short.
  */
-export async function writeFully(fh: fsp.FileHandle, data: Uint8Array, position: number): Promise<void> {
+export async function writeFully(fh: fsp.FileHandle, data: Uint8Array, position?: number): Promise<void> {
   let done = 0;
   while (done < data.byteLength) {
-    const { bytesWritten } = await fh.write(data, done, data.byteLength - done, position + done);
+    const { bytesWritten } = await fh.write(data, done, data.byteLength - done, position === undefined ? null : position + done);
     if (bytesWritten === 0) throw Object.assign(new Error('write made no progress'), { code: 'EIO' });
     done += bytesWritten;
   }

@@ -15,11 +15,11 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { StratavecError, ioError } from '../format/errors.js';
-import { TEMP_PREFIX, exists, fsyncDir, writeFileAtomic } from '../format/fsutil.js';
+import { TEMP_PREFIX, exists, fsyncDir } from '../format/fsutil.js';
 import {
   type ByteRange, type FilledObjectStoreOptions, type IncompleteUpload, type ObjectInfo, type ObjectStore,
   type SourceFile, effectivePartSize, fillObjectStoreOptions, isInternalName, partSizeOption, quoteKey, validateKey,
-  validatePrefix, validateRange, writeChunksAtomic,
+  validatePrefix, validateRange, writeChunksAtomic, writeFully,
 } from './object-store.js';
 
 const UPLOADS_DIR = '.uploads';
@@ -75,7 +75,8 @@ export class FsObjectStore implements ObjectStore {
     const file = this.#pathFor(key);
     if (!(body instanceof Uint8Array)) throw new TypeError('body must be a Uint8Array');
     this.#checkOpen();
-    await this.#writeWithParents(key, () => writeFileAtomic(file, body));
+    // Not format/fsutil's writeFileAtomic: its single writev can come up short on a filling disk.
+    await this.#writeWithParents(key, () => writeChunksAtomic(file, [body]));
   }
 
   async putFile(key: string, file: string, opts: { partSize?: number } = {}): Promise<void> {
@@ -421,7 +422,7 @@ export class FsObjectStore implements ObjectStore {
       }
       const tmpDir = path.join(uploads, `${TEMP_PREFIX}${uploadId}`);
       await fsp.mkdir(tmpDir);
-      await writeFileAtomic(path.join(tmpDir, UPLOAD_RECORD), Buffer.from(JSON.stringify({ key, initiated: this.#opts.clock.now() })));
+      await writeChunksAtomic(path.join(tmpDir, UPLOAD_RECORD), [Buffer.from(JSON.stringify({ key, initiated: this.#opts.clock.now() }))]);
       await fsp.rename(tmpDir, dir);
       await fsyncDir(uploads);
     } catch (err) {
@@ -436,7 +437,7 @@ export class FsObjectStore implements ObjectStore {
         for (let pos = 0; pos < src.size; pos += partSize) {
           const len = Math.min(partSize, src.size - pos);
           const part = await src.read(pos, len);
-          await fh.write(part, 0, len, pos);
+          await writeFully(fh, part, pos);
         }
         await fh.sync();
         await fh.close();

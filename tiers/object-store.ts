@@ -6,7 +6,10 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StratavecError, ioError } from '../format/errors.js';
-import { TEMP_PREFIX, tempPathFor, fsyncDir } from '../format/fsutil.js';
+import { TEMP_PREFIX, tempPathFor, fsyncDir, writeFully } from '../format/fsutil.js';
+import type { Clock } from './access-stats.js';
+
+export { writeFully };
 
 export interface ObjectInfo {
   key: string;
@@ -65,10 +68,8 @@ export interface ByteRange {
   length: number;
 }
 
-/** Time source; structurally the engine's `Clock`. */
-export interface ObjectStoreClock {
-  now(): number;
-}
+/** Time source; the engine's `Clock`. */
+export type ObjectStoreClock = Clock;
 
 /** A local file read in parts by `putFile`. The default reads with pread; tests inject faults. */
 export interface SourceFile {
@@ -91,8 +92,11 @@ export interface ObjectStoreOptions {
   retryBaseMs?: number;
   /** S3: connect timeout per attempt, ms. Default 3000. */
   connectionTimeoutMs?: number;
-  /** S3: socket idle timeout per attempt, ms (not a cap on a whole transfer). Default 20000. */
-  requestTimeoutMs?: number;
+  /**
+   * S3: a request fails (and is retried) once its socket has been idle this long, ms. An idle cap,
+   * not a total one, so a large part on a slow link is not cut off while bytes still move. Default 20000.
+   */
+  socketTimeoutMs?: number;
   /** S3: parts in flight at once during putFile. Default 4 (memory: this many part buffers). */
   uploadConcurrency?: number;
   /** S3: page size of ListObjectsV2 / ListMultipartUploads (<= 1000). Default 1000; tests use less. */
@@ -119,7 +123,7 @@ export interface FilledObjectStoreOptions {
   retries: number;
   retryBaseMs: number;
   connectionTimeoutMs: number;
-  requestTimeoutMs: number;
+  socketTimeoutMs: number;
   uploadConcurrency: number;
   listPageSize: number;
   clock: ObjectStoreClock;
@@ -134,7 +138,7 @@ export const kObjectStoreDefaults = Object.freeze({
   retries: 3,
   retryBaseMs: 50,
   connectionTimeoutMs: 3000,
-  requestTimeoutMs: 20_000,
+  socketTimeoutMs: 20_000,
   uploadConcurrency: 4,
   listPageSize: 1000,
   clock: Object.freeze({ now: () => Date.now() }) as ObjectStoreClock,
@@ -229,7 +233,7 @@ export function fillObjectStoreOptions(o: ObjectStoreOptions = {}): FilledObject
     retries: pick('retries', 0, 20),
     retryBaseMs: pick('retryBaseMs', 0, 60_000),
     connectionTimeoutMs: pick('connectionTimeoutMs', 1, 600_000),
-    requestTimeoutMs: pick('requestTimeoutMs', 1, 3_600_000),
+    socketTimeoutMs: pick('socketTimeoutMs', 1, 3_600_000),
     uploadConcurrency: pick('uploadConcurrency', 1, 64),
     listPageSize: pick('listPageSize', 1, 1000),
     clock,
@@ -296,12 +300,13 @@ export async function openSourceFile(file: string): Promise<SourceFile> {
   };
 }
 
+
 /**
  * Writes `chunks` to `file` so that `file` is either untouched or complete: a temp file beside it,
  * fsync, rename, fsync the directory. Errors from iterating `chunks` propagate unchanged (the
  * caller decides whether they are retryable); local write errors become coded I/O errors.
  */
-export async function writeChunksAtomic(file: string, chunks: AsyncIterable<Uint8Array>): Promise<number> {
+export async function writeChunksAtomic(file: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<number> {
   const tmp = tempPathFor(file);
   let fh: fsp.FileHandle | undefined;
   let bytes = 0;
@@ -314,7 +319,7 @@ export async function writeChunksAtomic(file: string, chunks: AsyncIterable<Uint
     }
     for await (const chunk of chunks) {
       try {
-        await fh.write(chunk);
+        await writeFully(fh, chunk);
       } catch (err) {
         throw local(err);
       }

@@ -181,7 +181,9 @@ export class S3ObjectStore implements ObjectStore {
       region,
       forcePathStyle: settings.forcePathStyle ?? settings.endpoint !== undefined,
       maxAttempts: 1,
-      requestHandler: { connectionTimeout: opts.connectionTimeoutMs, requestTimeout: opts.requestTimeoutMs },
+      // socketTimeout is the SDK's idle timeout (it rejects with TimeoutError). Its requestTimeout is
+      // a wall-clock cap that only logs a warning unless throwOnRequestTimeout is set; left unset.
+      requestHandler: { connectionTimeout: opts.connectionTimeoutMs, socketTimeout: opts.socketTimeoutMs },
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
     };
