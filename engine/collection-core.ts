@@ -522,7 +522,11 @@ export class CollectionCore {
       const loc = this.#locations.get(id);
       if (loc && loc.seg instanceof SealedSegment) sealed.add(loc.seg);
     }
-    for (const seg of sealed) await this.#readable(seg);
+    // Awaiting one segment can let a migration move another; re-check until all are readable at once.
+    for (let attempt = 0; ; attempt++) {
+      for (const seg of sealed) await this.#readable(seg);
+      if ([...sealed].every((seg) => seg.view) || attempt === 3) break;
+    }
     return ids.map((id) => {
       const loc = this.#locations.get(id);
       if (!loc) return undefined;
@@ -550,10 +554,21 @@ export class CollectionCore {
    * is quarantined and replaced from the remote copy when there is one; otherwise the segment is
    * marked unavailable and every read of it fails with ERR_SEGMENT_UNAVAILABLE.
    */
-  async #readable(seg: SealedSegment): Promise<void> {
-    if (!seg.view && !seg.error) await this.#rehydrateShared(seg);
-    if (seg.verified === true) return;
-    seg.verified ??= this.#verifyLocal(seg).then(
+  async #readable(seg: SealedSegment, locked = false): Promise<SegmentView> {
+    // A demotion may land while we await; the view captured after the last await stays valid
+    // (the mapping outlives the unlink), so a read that got one can finish on it.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (!seg.view && !seg.error) await (locked ? this.#rehydrate(seg) : this.#rehydrateShared(seg));
+      if (seg.verified !== true) await this.#verifyOnce(seg, locked);
+      if (seg.view && seg.verified === true) return seg.view;
+    }
+    return this.#viewOf(seg);
+  }
+
+  /** `locked`: the caller already runs inside seg.exclusive (a migration), so repair runs inline. */
+  #verifyOnce(seg: SealedSegment, locked: boolean): Promise<void> {
+    if (seg.verified === true) return Promise.resolve();
+    seg.verified ??= this.#verifyLocal(seg, locked).then(
       () => {
         seg.verified = true;
       },
@@ -562,10 +577,10 @@ export class CollectionCore {
         throw err;
       },
     );
-    await seg.verified;
+    return seg.verified;
   }
 
-  async #verifyLocal(seg: SealedSegment): Promise<void> {
+  async #verifyLocal(seg: SealedSegment, locked: boolean): Promise<void> {
     this.#viewOf(seg);
     const file = this.#ctx.warm.pathFor(this.name, seg.meta.seq);
     try {
@@ -577,7 +592,7 @@ export class CollectionCore {
       }
     } catch (err) {
       if (!(err instanceof StratavecError) || (err.code !== 'ERR_SEGMENT_CORRUPT' && err.code !== 'ERR_SEGMENT_NOT_FOUND')) throw err;
-      await seg.exclusive(() => this.#repairLocal(seg, err));
+      await (locked ? this.#repairLocal(seg, err) : seg.exclusive(() => this.#repairLocal(seg, err)));
     }
   }
 
@@ -606,8 +621,7 @@ export class CollectionCore {
     seg.view = this.#mapView(seg);
   }
 
-  #leaseHot(seg: SealedSegment): Promise<HotLease> {
-    const view = this.#viewOf(seg);
+  #leaseHot(seg: SealedSegment, view: SegmentView): Promise<HotLease> {
     return this.#ctx.hot.lease(seg.id, async () => {
       const t0 = performance.now();
       const index = await HnswIndex.fromBytes(view.reader.raw(SectionKind.hnsw), this.dimension, this.metric, seg.meta.records, this.#ctx.tmpDir);
@@ -644,12 +658,12 @@ export class CollectionCore {
       const tier = this.#tierOf(seg);
       if (!tiers.has(tier)) continue;
       if (tier === 'cold') tierStats.coldReads++;
-      await this.#readable(seg);
+      const readable = await this.#readable(seg);
       const mode = exact ? 'scan' : hot.has(seg.id) ? 'hnsw' : this.#warmMode(seg) === 'scan' ? 'scan' : 'hnsw';
       // Exact search scans the mapped vectors and never needs the index (nor promotion).
-      const lease = mode === 'hnsw' ? await this.#leaseHot(seg) : undefined;
+      const lease = mode === 'hnsw' ? await this.#leaseHot(seg, readable) : undefined;
       try {
-        const view = lease ? lease.segment.view : this.#viewOf(seg);
+        const view = lease ? lease.segment.view : readable;
         access.record(seg.id, tier);
         const { tomb } = seg;
         const accept = filter
@@ -727,7 +741,7 @@ export class CollectionCore {
         } else {
           if (from === 'cold') await this.#rehydrate(seg);
           if (to === 'hot') {
-            (await this.#leaseHot(seg)).release();
+            (await this.#leaseHot(seg, await this.#readable(seg, true))).release();
             if (seg.meta.pinned === 'hot') this.#ctx.hot.pin(id);
           } else {
             this.#ctx.hot.delete(id);
