@@ -25,27 +25,11 @@ import {
   writeSegmentFile,
   type SectionInput,
 } from '../format/segment.js';
+import { mulberry32 } from './helpers/datasets.js';
+import { withTmpDir } from './helpers/tmp.js';
 
-async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'stratavec-seg-'));
-  try {
-    await fn(dir);
-  } finally {
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
-}
+const withTmp = (fn: (dir: string) => Promise<void>) => withTmpDir('stratavec-seg-', fn);
 
-/** Deterministic PRNG so a failing fuzz trial can be replayed from its seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function assertCorrupt(fn: () => unknown, message?: RegExp): void {
   assert.throws(fn, (err: unknown) => {

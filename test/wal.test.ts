@@ -10,28 +10,13 @@ import * as path from 'node:path';
 import { StratavecError } from '../format/errors.js';
 import { crc32 } from '../format/crc32.js';
 import { decodeWalBody, encodeWalFrame, readWal, WalWriter, type WalOp } from '../format/wal.js';
+import { mulberry32 } from './helpers/datasets.js';
+import { withTmpDir } from './helpers/tmp.js';
 
 const DIM = 4;
 
-async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'stratavec-wal-'));
-  try {
-    await fn(dir);
-  } finally {
-    await fsp.rm(dir, { recursive: true, force: true });
-  }
-}
+const withTmp = (fn: (dir: string) => Promise<void>) => withTmpDir('stratavec-wal-', fn);
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function vec(seed: number, dim = DIM): Float32Array {
   return Float32Array.from({ length: dim }, (_, i) => seed * 10 + i + 0.5);
