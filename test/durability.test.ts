@@ -20,25 +20,20 @@
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { promises as fsp, watch, type FSWatcher } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
-import { Database, type Collection, type StoredRecord } from '../engine/index.js';
+import { Database, type StoredRecord } from '../engine/index.js';
 import { loadLatestManifest } from '../format/manifest.js';
 import { encodeWalFrame, readWal } from '../format/wal.js';
 import { TEMP_PREFIX } from '../format/fsutil.js';
-import {
-  idOf, mulberry32, opSpec, payloadFor, vectorFor, type WorkloadConfig, type WriterConfig,
-} from './helpers/crash-writer.js';
+import { idOf, mulberry32, opSpec, payloadFor, vectorFor, type WorkloadConfig, type WriterConfig } from './helpers/crash-writer.js';
+import { KillableChild, allIds, baseSeed, checkSearch, diffModel, explainStore, mixSeed, removeScenarioDir, sameVector, type Model, type SearchCheck } from './helpers/crash-checks.js';
 
 const WRITER = fileURLToPath(new URL('./helpers/crash-writer.js', import.meta.url));
-const BASE_SEED = process.env.STRATAVEC_DURABILITY_SEED !== undefined
-  ? Number(process.env.STRATAVEC_DURABILITY_SEED) >>> 0
-  : (Math.random() * 2 ** 32) >>> 0;
+const BASE_SEED = baseSeed('STRATAVEC_DURABILITY_SEED');
 const COLLECTION = 'crash';
 /** A round whose kill trigger never fires is ended by this kill anyway (no assertion on time). */
 const FALLBACK_KILL_MS = 8000;
@@ -78,10 +73,6 @@ const totals: Totals = {
   kills: 0, sealInFlight: 0, sealFilesOnDisk: 0, commitWindow: 0, tornTails: 0, injectedTears: 0, duringOpen: 0, inFlightApplied: 0, inFlightDropped: 0,
 };
 
-function mixSeed(a: number, b: number): number {
-  return mulberry32((a ^ Math.imul(b + 1, 0x9e3779b1)) >>> 0)() * 2 ** 32 >>> 0;
-}
-
 // ---- the child ------------------------------------------------------------------------------
 
 interface ChildRun {
@@ -98,90 +89,45 @@ interface ChildRun {
 }
 
 async function runChild(cfg: WriterConfig, strategy: Strategy): Promise<ChildRun> {
-  const child = spawn(process.execPath, [WRITER, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let stderr = '';
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d: string) => {
-    stderr += d;
-  });
-  let killed = false;
-  let trigger = 'fallback';
-  /** A kill is scheduled (the trigger fired); later trigger events are ignored. */
-  let armed = false;
+  const child = new KillableChild(WRITER, cfg);
   let acks = 0;
   let sealStarts = 0;
   let flushes = 0;
   let frozen = 0;
-  const timers: NodeJS.Timeout[] = [];
-  const kill = (why: string) => {
-    if (killed) return;
-    killed = true;
-    trigger = why;
-    child.kill('SIGKILL');
-  };
-  const killAfter = (ms: number, why: string) => {
-    if (ms <= 0) kill(why);
-    else timers.push(setTimeout(() => kill(why), ms));
-  };
-  timers.push(setTimeout(() => kill('fallback'), FALLBACK_KILL_MS));
-  if (strategy.kind === 'delay') killAfter(strategy.ms, `delay ${strategy.ms}ms`);
+  child.killAt(FALLBACK_KILL_MS, 'fallback');
+  if (strategy.kind === 'delay') child.killAfter(strategy.ms, `delay ${strategy.ms}ms`);
   let watcher: FSWatcher | undefined;
   if (strategy.kind === 'segfile' || strategy.kind === 'manifest') {
     const watched = path.join(cfg.dir, 'collections', COLLECTION, strategy.kind === 'segfile' ? 'segments' : 'manifest');
     const seenTemps = new Set<string>();
     try {
       watcher = watch(watched, (_event, name) => {
-        if (killed || armed || typeof name !== 'string' || !name.startsWith(TEMP_PREFIX) || seenTemps.has(name)) return;
+        if (child.settled || typeof name !== 'string' || !name.startsWith(TEMP_PREFIX) || seenTemps.has(name)) return;
         seenTemps.add(name);
-        if (seenTemps.size >= strategy.nth) {
-          armed = true;
-          killAfter(strategy.ms, `${strategy.kind} temp #${strategy.nth} +${strategy.ms}ms`);
-        }
+        if (seenTemps.size >= strategy.nth) child.killAfter(strategy.ms, `${strategy.kind} temp #${strategy.nth} +${strategy.ms}ms`);
       });
     } catch {
       // No collection yet (first round): a delay kill instead.
-      killAfter(500 + strategy.ms * 50, `delay ${500 + strategy.ms * 50}ms (no ${path.basename(watched)}/ to watch yet)`);
+      child.killAfter(500 + strategy.ms * 50, `delay ${500 + strategy.ms * 50}ms (no ${path.basename(watched)}/ to watch yet)`);
     }
   }
 
-  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('close', (code, signal) => resolve({ code, signal }));
-  });
-  const rl = createInterface({ input: child.stdout });
-  rl.on('line', (l) => {
-    lines.push(l);
-    if (killed || armed) return;
+  child.readLines((l) => {
+    if (child.settled) return;
     const [tag, a] = l.split(' ');
     if (tag === 'ACK' && strategy.kind === 'acks' && ++acks >= strategy.n) {
-      armed = true;
-      kill(`ack #${strategy.n}`);
+      child.killAfter(0, `ack #${strategy.n}`);
     } else if (tag === 'SEAL' && strategy.kind === 'seal') {
       const f = Number(a);
-      if (f > 0 && frozen === 0 && ++sealStarts >= strategy.nth) {
-        armed = true;
-        killAfter(strategy.ms, `seal #${strategy.nth} +${strategy.ms}ms`);
-      }
+      if (f > 0 && frozen === 0 && ++sealStarts >= strategy.nth) child.killAfter(strategy.ms, `seal #${strategy.nth} +${strategy.ms}ms`);
       frozen = f;
     } else if (tag === 'BEGIN' && strategy.kind === 'flush' && opSpec(cfg, Number(a)).kind === 'flush' && ++flushes >= strategy.nth) {
-      armed = true;
-      killAfter(strategy.ms, `flush #${strategy.nth} +${strategy.ms}ms`);
+      child.killAfter(strategy.ms, `flush #${strategy.nth} +${strategy.ms}ms`);
     }
   });
-  let exit: { code: number | null; signal: NodeJS.Signals | null };
-  try {
-    exit = await closed;
-  } finally {
-    for (const t of timers) clearTimeout(t);
-    watcher?.close();
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
-  const err = lines.find((l) => l.startsWith('ERR '));
-  assert.ok(
-    killed && exit.signal === 'SIGKILL',
-    `writer ended on its own (code ${exit.code}, signal ${exit.signal})${err ? `: ${err}` : ''}\nstderr: ${stderr.slice(-4000)}`,
-  );
+  child.assertKilled('writer', await child.wait(() => watcher?.close()));
 
+  const { lines, stderr, trigger } = child;
   const begun: number[] = [];
   const acked = new Set<number>();
   let opened = false;
@@ -265,19 +211,6 @@ async function injectTornTail(dir: string, w: WorkloadConfig, rng: () => number)
 
 // ---- the model ------------------------------------------------------------------------------
 
-/** id number -> number of the op that wrote the live version. */
-type Model = Map<number, number>;
-
-function applyOp(w: WorkloadConfig, model: Model, op: number): void {
-  const spec = opSpec(w, op);
-  if (spec.kind === 'upsert') for (const n of spec.ids) model.set(n, op);
-  else if (spec.kind === 'delete') for (const n of spec.ids) model.delete(n);
-}
-
-function sameVector(a: Float32Array, b: Float32Array): boolean {
-  return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-}
-
 /** Which op's version a stored record is, for failure messages. */
 function identify(w: WorkloadConfig, n: number, rec: StoredRecord, lastOp: number): string {
   for (let op = lastOp; op >= 0; op--) {
@@ -290,76 +223,13 @@ function identify(w: WorkloadConfig, n: number, rec: StoredRecord, lastOp: numbe
   return `a vector no op wrote (payload ${JSON.stringify(rec.payload)})`;
 }
 
-function diff(w: WorkloadConfig, model: Model, got: (StoredRecord | undefined)[], lastOp: number): { count: number; samples: string[] } {
-  let count = 0;
-  const samples: string[] = [];
-  const note = (s: string) => {
-    count++;
-    if (samples.length < 8) samples.push(s);
-  };
-  for (let n = 0; n < w.idSpace; n++) {
-    const want = model.get(n);
-    const rec = got[n];
-    if (want === undefined) {
-      if (rec !== undefined) note(`${idOf(n)}: expected absent, found ${identify(w, n, rec, lastOp)}`);
-      continue;
-    }
-    if (rec === undefined) {
-      note(`${idOf(n)}: expected the version written by op ${want}, found absent`);
-      continue;
-    }
-    if (rec.id !== idOf(n) || !sameVector(rec.vector, vectorFor(w, want, n)) || !isDeepStrictEqual(rec.payload, payloadFor(w, want, n))) {
-      note(`${idOf(n)}: expected the version written by op ${want}, found ${identify(w, n, rec, lastOp)}`);
-    }
-  }
-  return { count, samples };
+function diff(w: WorkloadConfig, model: Model, got: (StoredRecord | undefined)[], lastOp: number) {
+  return diffModel(w, model, got, (n, want, rec) =>
+    `expected ${want === undefined ? 'absent' : `the version written by op ${want}`}, found ${identify(w, n, rec, lastOp)}`);
 }
 
-function l2sq(a: Float32Array, b: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += (a[i]! - b[i]!) ** 2;
-  return s;
-}
-
-/**
- * Searches and checks every hit against the model. Problems are collected, not thrown, so that one
- * search defect does not stop the durability rounds after it; the scenario fails on them at the end.
- */
-async function checkSearch(col: Collection, w: WorkloadConfig, model: Model, rng: () => number, where: string, problems: string[]): Promise<void> {
-  const check = (ok: boolean, msg: () => string) => {
-    if (!ok) problems.push(`${where}: ${msg()}`);
-  };
-  for (let q = 0; q < 4; q++) {
-    const query = new Float32Array(w.dimension);
-    for (let i = 0; i < query.length; i++) query[i] = (rng() - 0.5) * 8;
-    const filtered = q === 3;
-    const k = filtered ? 15 : 25;
-    const hits = await col.search(query, filtered ? { k, filter: { grp: 2 } } : { k });
-    check(hits.length <= k, () => `search returned ${hits.length} > k=${k} hits`);
-    check(model.size === 0 || filtered || hits.length > 0, () => `search over ${model.size} live records returned nothing`);
-    const seen = new Set<string>();
-    const twice = hits.filter((h) => seen.size === seen.add(h.id).size).map((h) => h.id);
-    check(twice.length === 0, () => `search (k=${k}${filtered ? ', filter grp=2' : ''}) returned ${twice.length} id(s) twice (${twice.join(' ')}): [${hits.map((x) => x.id).join(' ')}]`);
-    let prev = -Infinity;
-    for (const h of hits) {
-      const n = Number(h.id.slice(3));
-      const version = model.get(n);
-      if (h.id !== idOf(n) || version === undefined) {
-        check(false, () => `search returned ${h.id}, which is deleted or was never written`);
-        continue;
-      }
-      const payload = payloadFor(w, version, n);
-      check(isDeepStrictEqual(h.payload, payload),
-        () => `search hit ${h.id} has payload ${JSON.stringify(h.payload)}, the live version (op ${version}) has ${JSON.stringify(payload)}`);
-      if (filtered) check((payload as { grp?: number } | undefined)?.grp === 2, () => `filtered search returned ${h.id} outside grp 2`);
-      const d = l2sq(query, vectorFor(w, version, n));
-      check(Math.abs(h.distance - d) <= 1e-4 * Math.max(1, d),
-        () => `search hit ${h.id} at distance ${h.distance}, the live version (op ${version}) is at ${d}: a stale vector`);
-      check(h.distance >= prev - 1e-6, () => 'hits not sorted by distance');
-      prev = h.distance;
-    }
-  }
-}
+/** The searches after each reopen: three plain, one filtered. */
+const SEARCHES: SearchCheck[] = [{ k: 25 }, { k: 25 }, { k: 25 }, { k: 15, grp: 2 }];
 
 // ---- the scenario driver --------------------------------------------------------------------
 
@@ -441,32 +311,21 @@ async function runScenario(t: TestContext, sc: Scenario, index: number): Promise
           outcome = 'no collection yet';
         } else {
           const col = db.collection(COLLECTION);
-          const ids = Array.from({ length: w.idSpace }, (_, n) => idOf(n));
-          const got = await col.get(ids);
+          const got = await col.get(allIds(w));
           const lastOp = run.begun.length > 0 ? Math.max(...run.begun) : nextOp - 1;
           // In-flight flushes change no content; every other in-flight op is all-or-nothing.
           const uncertain = inFlight.filter((op) => opSpec(w, op).kind !== 'flush');
-          const begunSorted = [...run.begun].sort((a, b) => a - b);
-          let match: { mask: number; model: Model } | undefined;
-          let best: { mask: number; count: number; samples: string[] } | undefined;
-          for (let mask = 0; mask < 1 << uncertain.length && !match; mask++) {
-            const m: Model = new Map(model);
-            for (const op of begunSorted) {
-              const i = uncertain.indexOf(op);
-              if (run.acked.has(op) || (i >= 0 && (mask & (1 << i)) !== 0)) applyOp(w, m, op);
-            }
-            const d = diff(w, m, got, lastOp);
-            if (d.count === 0) match = { mask, model: m };
-            else if (!best || d.count < best.count) best = { mask, ...d };
-          }
-          if (!match) {
-            const applied = uncertain.filter((_, i) => (best!.mask & (1 << i)) !== 0);
+          const found = explainStore(w, model, run.acked, uncertain, (m) => diff(w, m, got, lastOp));
+          if (!found.match) {
+            const { best } = found;
+            const applied = uncertain.filter((_, i) => (best.mask & (1 << i)) !== 0);
             assert.fail(
               `${where}: the store matches no outcome of the acknowledged ops plus any subset of the in-flight ops [${uncertain.join(', ')}] ` +
               `(kill: ${run.trigger}; acked ${run.acked.size} ops this round, last begun op ${lastOp}).\n` +
-              `Closest: in-flight ops [${applied.join(', ')}] applied, ${best!.count} records differ, e.g.\n  ${best!.samples.join('\n  ')}`,
+              `Closest: in-flight ops [${applied.join(', ')}] applied, ${best.count} records differ, e.g.\n  ${best.samples.join('\n  ')}`,
             );
           }
+          const { match } = found;
           for (let i = 0; i < uncertain.length; i++) {
             if ((match.mask & (1 << i)) !== 0) totals.inFlightApplied++;
             else totals.inFlightDropped++;
@@ -474,8 +333,8 @@ async function runScenario(t: TestContext, sc: Scenario, index: number): Promise
           model.clear();
           for (const [k, v] of match.model) model.set(k, v);
           assert.equal(col.count(), model.size, `${where}: count() is ${col.count()}, the model holds ${model.size} live records`);
-          await checkSearch(col, w, model, rng, where, searchProblems);
-          outcome = `${model.size} live, in-flight [${uncertain.map((op, i) => `${op}${(match!.mask & (1 << i)) !== 0 ? '+' : '-'}`).join(' ')}]`;
+          await checkSearch(col, w, model, rng, SEARCHES, where, searchProblems);
+          outcome = `${model.size} live, in-flight [${uncertain.map((op, i) => `${op}${(match.mask & (1 << i)) !== 0 ? '+' : '-'}`).join(' ')}]`;
         }
       } finally {
         await db.close();
@@ -507,8 +366,7 @@ async function runScenario(t: TestContext, sc: Scenario, index: number): Promise
       `${searchProblems.length} search problem(s) (durability checks of all ${sc.rounds} rounds passed):\n  ${searchProblems.slice(0, 10).join('\n  ')}`);
     ok = true;
   } finally {
-    if (ok || process.env.STRATAVEC_KEEP_DIR === undefined) await fsp.rm(dir, { recursive: true, force: true });
-    else t.diagnostic(`kept ${dir}`);
+    await removeScenarioDir(t, dir, ok);
   }
 }
 

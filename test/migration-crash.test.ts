@@ -36,26 +36,22 @@
 
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, promises as fsp, watch, type FSWatcher } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { isDeepStrictEqual } from 'node:util';
-import { Database, type Collection, type StoredRecord, type SegmentInfo } from '../engine/index.js';
+import { Database, type StoredRecord, type SegmentInfo } from '../engine/index.js';
 import { loadLatestManifest, type CollectionManifest } from '../format/manifest.js';
 import { TEMP_PREFIX } from '../format/fsutil.js';
 import { SectionKind, SegmentReader } from '../format/segment.js';
 import { openObjectStore, type ObjectStore } from '../tiers/object-store.js';
 import { idOf, mulberry32, opSpec, payloadFor, vectorFor, type WorkloadConfig } from './helpers/crash-writer.js';
+import { KillableChild, allIds, baseSeed, checkSearch, diffModel, explainStore, mixSeed, removeScenarioDir, sameVector, type Model, type SearchCheck } from './helpers/crash-checks.js';
 import { databaseOptions, type MigratorConfig, type TierName } from './helpers/crash-migrator.js';
 import { startS3rver, startFaultProxy, S3RVER_CREDENTIALS, type ProxiedRequest, type Fault, type FaultProxy } from './helpers/s3rver.js';
 
 const MIGRATOR = fileURLToPath(new URL('./helpers/crash-migrator.js', import.meta.url));
-const BASE_SEED = process.env.STRATAVEC_MIGRATION_SEED !== undefined
-  ? Number(process.env.STRATAVEC_MIGRATION_SEED) >>> 0
-  : (Math.random() * 2 ** 32) >>> 0;
+const BASE_SEED = baseSeed('STRATAVEC_MIGRATION_SEED');
 const COLLECTION = 'mig';
 /**
  * A round whose trigger has not fired this long after the child started migrating is ended by a
@@ -113,10 +109,6 @@ const totals = {
   rehydratedByCheck: 0,
 };
 
-function mixSeed(a: number, b: number): number {
-  return mulberry32((a ^ Math.imul(b + 1, 0x9e3779b1)) >>> 0)() * 2 ** 32 >>> 0;
-}
-
 const pad8 = (seq: number) => String(seq).padStart(8, '0');
 const seqOf = (id: string) => Number(id.slice(id.lastIndexOf('.') + 1));
 const segFile = (id: string) => `${pad8(seqOf(id))}.seg`;
@@ -153,55 +145,34 @@ interface ChildRun {
  * (seals write this and above).
  */
 async function runChild(cfg: MigratorConfig, strategy: Strategy, fallbackMs: number, firstNewSeq: number, proxy: FaultProxy): Promise<ChildRun> {
-  const child = spawn(process.execPath, [MIGRATOR, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let stderr = '';
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (d: string) => {
-    stderr += d;
-  });
-  let killed = false;
-  let armed = false;
-  let trigger = 'fallback';
+  const child = new KillableChild(MIGRATOR, cfg);
   let opened = false;
   let ingested = false;
-  const timers: NodeJS.Timeout[] = [];
-  const kill = (why: string) => {
-    if (killed) return;
-    killed = true;
-    trigger = why;
-    child.kill('SIGKILL');
-  };
-  const killAfter = (ms: number, why: string) => {
-    armed = true;
-    if (ms <= 0) kill(why);
-    else timers.push(setTimeout(() => kill(why), ms));
-  };
-  timers.push(setTimeout(() => kill(`hard limit ${HARD_KILL_MS}ms after spawn`), HARD_KILL_MS));
-  if (strategy.kind === 'delay' && strategy.fromSpawn) killAfter(strategy.ms, `delay ${strategy.ms}ms after spawn`);
+  child.killAt(HARD_KILL_MS, `hard limit ${HARD_KILL_MS}ms after spawn`);
+  if (strategy.kind === 'delay' && strategy.fromSpawn) child.killAfter(strategy.ms, `delay ${strategy.ms}ms after spawn`);
 
   // S3 requests: segment copies are `<prefix>/<collection>/segments/<id>`, remote manifests
   // `<prefix>/<collection>/manifest/<version>.manifest`.
   let s3Seen = 0;
   proxy.fault = (req: ProxiedRequest): Fault => {
-    if (killed || armed || !ingested) return 'pass';
+    if (child.settled || !ingested) return 'pass';
     const p = req.url.split('?')[0]!;
     const seg = p.includes(`/${COLLECTION}/segments/`);
     const man = p.includes(`/${COLLECTION}/manifest/`);
     const what = p.slice(p.lastIndexOf('/') + 1);
     if (strategy.kind === 'put' && seg && req.method === 'PUT' && ++s3Seen >= strategy.nth) {
       if (strategy.hold) {
-        killAfter(0, `PUT #${strategy.nth} of ${what} held`);
+        child.killAfter(0, `PUT #${strategy.nth} of ${what} held`);
         return 'hang';
       }
-      killAfter(strategy.ms, `PUT #${strategy.nth} of ${what} +${strategy.ms}ms`);
+      child.killAfter(strategy.ms, `PUT #${strategy.nth} of ${what} +${strategy.ms}ms`);
     } else if (strategy.kind === 'head' && seg && req.method === 'HEAD' && ++s3Seen >= strategy.nth) {
-      killAfter(0, `HEAD #${strategy.nth} of ${what} held`);
+      child.killAfter(0, `HEAD #${strategy.nth} of ${what} held`);
       return 'hang';
     } else if (strategy.kind === 'get' && seg && req.method === 'GET' && ++s3Seen >= strategy.nth) {
-      killAfter(strategy.ms, `GET #${strategy.nth} of ${what} +${strategy.ms}ms`);
+      child.killAfter(strategy.ms, `GET #${strategy.nth} of ${what} +${strategy.ms}ms`);
     } else if (strategy.kind === 'rmanifest' && man && req.method === 'PUT' && ++s3Seen >= strategy.nth) {
-      killAfter(0, `remote manifest PUT #${strategy.nth} (${what}) held`);
+      child.killAfter(0, `remote manifest PUT #${strategy.nth} (${what}) held`);
       return 'hang';
     }
     return 'pass';
@@ -229,7 +200,7 @@ async function runChild(cfg: MigratorConfig, strategy: Strategy, fallbackMs: num
       const seen = new Set<string>();
       let count = 0;
       watchDir(mdir)?.on('change', (_e, name) => {
-        if (killed || armed || !ingested || typeof name !== 'string' || !/^\d{12}\.manifest$/.test(name) || seen.has(name)) return;
+        if (child.settled || !ingested || typeof name !== 'string' || !/^\d{12}\.manifest$/.test(name) || seen.has(name)) return;
         seen.add(name);
         const m = current;
         if (!m) return;
@@ -237,7 +208,7 @@ async function runChild(cfg: MigratorConfig, strategy: Strategy, fallbackMs: num
         const fromCold = m.from === 'cold' && m.to !== 'cold';
         if (strategy.dir === 'to-cold' ? !toCold || !existsSync(path.join(segDir, stubFile(m.id)))
           : !fromCold || !existsSync(path.join(segDir, segFile(m.id)))) return;
-        if (++count >= strategy.nth) killAfter(0, `commit #${strategy.nth} (${name.slice(6, 12)}) of a ${strategy.dir} migration (${m.id})`);
+        if (++count >= strategy.nth) child.killAfter(0, `commit #${strategy.nth} (${name.slice(6, 12)}) of a ${strategy.dir} migration (${m.id})`);
       });
       return;
     }
@@ -246,20 +217,15 @@ async function runChild(cfg: MigratorConfig, strategy: Strategy, fallbackMs: num
     const want = strategy.kind === 'stub' ? '.stub-' : strategy.kind === 'segtemp' ? '.seg-' : '';
     const seen = new Set<string>();
     watchDir(path.join(cfg.dir, 'collections', COLLECTION, sub))?.on('change', (_e, name) => {
-      if (killed || armed || !ingested || typeof name !== 'string' || !name.startsWith(TEMP_PREFIX) || !name.includes(want) || seen.has(name)) return;
+      if (child.settled || !ingested || typeof name !== 'string' || !name.startsWith(TEMP_PREFIX) || !name.includes(want) || seen.has(name)) return;
       if (strategy.kind === 'segtemp' && Number(name.slice(TEMP_PREFIX.length, TEMP_PREFIX.length + 8)) >= firstNewSeq) return;
       seen.add(name);
-      if (seen.size >= strategy.nth) killAfter(strategy.ms, `${strategy.kind} temp #${strategy.nth} (${name.slice(TEMP_PREFIX.length, TEMP_PREFIX.length + 13)}) +${strategy.ms}ms`);
+      if (seen.size >= strategy.nth) child.killAfter(strategy.ms, `${strategy.kind} temp #${strategy.nth} (${name.slice(TEMP_PREFIX.length, TEMP_PREFIX.length + 13)}) +${strategy.ms}ms`);
     });
   };
 
-  const closed = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-    child.on('close', (code, signal) => resolve({ code, signal }));
-  });
   let migBegins = 0;
-  const rl = createInterface({ input: child.stdout });
-  rl.on('line', (l) => {
-    lines.push(l);
+  child.readLines((l) => {
     const parts = l.split(' ');
     if (parts[0] === 'MIGRATE') current = parts[4] === 'BEGIN' ? { id: parts[2]!, to: parts[3] as TierName, from: parts[5] as TierName } : undefined;
     if (parts[0] === 'OPEN') {
@@ -267,35 +233,30 @@ async function runChild(cfg: MigratorConfig, strategy: Strategy, fallbackMs: num
       startWatching();
     } else if (parts[0] === 'INGESTED') {
       ingested = true;
-      if (!killed && !armed) {
-        timers.push(setTimeout(() => kill(`fallback ${fallbackMs}ms into the migrations`), fallbackMs));
-        if (strategy.kind === 'delay' && !strategy.fromSpawn) killAfter(strategy.ms, `delay ${strategy.ms}ms into the migrations`);
+      if (!child.settled) {
+        child.killAt(fallbackMs, `fallback ${fallbackMs}ms into the migrations`);
+        if (strategy.kind === 'delay' && !strategy.fromSpawn) child.killAfter(strategy.ms, `delay ${strategy.ms}ms into the migrations`);
       }
     }
-    if (killed || armed) return;
+    if (child.settled) return;
     if (strategy.kind === 'migrate' && parts[0] === 'MIGRATE' && parts[4] === 'BEGIN') {
       const to = parts[3] as TierName;
       const from = parts[5] as TierName;
       const match = strategy.dir === 'any' ? from !== to
         : strategy.dir === 'to-cold' ? to === 'cold' && from !== 'cold' : from === 'cold' && to !== 'cold';
-      if (match && ++migBegins >= strategy.nth) killAfter(strategy.ms, `migration ${from}->${to} #${strategy.nth} (${parts[2]}) +${strategy.ms}ms`);
+      if (match && ++migBegins >= strategy.nth) child.killAfter(strategy.ms, `migration ${from}->${to} #${strategy.nth} (${parts[2]}) +${strategy.ms}ms`);
     }
   });
 
-  let exit: { code: number | null; signal: NodeJS.Signals | null };
-  try {
-    exit = await closed;
-  } finally {
-    for (const t of timers) clearTimeout(t);
+  const exit = await child.wait(() => {
     for (const w of watchers) w.close();
     proxy.fault = () => 'pass';
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  }
+  });
   assert.equal(watchError, undefined);
-  const err = lines.find((l) => l.startsWith('ERR '));
-  assert.ok(killed && exit.signal === 'SIGKILL',
-    `migrator ended on its own (code ${exit.code}, signal ${exit.signal})${err ? `: ${err}` : ''}\nstderr: ${stderr.slice(-4000)}`);
+  const err = child.assertKilled('migrator', exit);
   assert.equal(err, undefined, `migrator reported an error: ${err}`);
+
+  const { lines, stderr, trigger } = child;
 
   const begun: number[] = [];
   const acked = new Set<number>();
@@ -399,87 +360,18 @@ function classify(m: Migration, disk: Disk, remote: Map<string, number>, remoteA
 
 // ---- the model ------------------------------------------------------------------------------
 
-/** id number -> number of the op that wrote the live version. */
-type Model = Map<number, number>;
-
-function applyOp(w: WorkloadConfig, model: Model, op: number): void {
-  const spec = opSpec(w, op);
-  if (spec.kind === 'upsert') for (const n of spec.ids) model.set(n, op);
-  else if (spec.kind === 'delete') for (const n of spec.ids) model.delete(n);
-}
-
-function sameVector(a: Float32Array, b: Float32Array): boolean {
-  return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-}
-
-function diff(w: WorkloadConfig, model: Model, got: (StoredRecord | undefined)[]): { count: number; samples: string[] } {
-  let count = 0;
-  const samples: string[] = [];
-  const note = (s: string) => {
-    count++;
-    if (samples.length < 8) samples.push(s);
-  };
-  for (let n = 0; n < w.idSpace; n++) {
-    const want = model.get(n);
-    const rec = got[n];
-    if (want === undefined) {
-      if (rec !== undefined) note(`${idOf(n)}: expected absent, found ${JSON.stringify(rec.payload)}`);
-    } else if (rec === undefined) {
-      note(`${idOf(n)}: expected the version written by op ${want}, found absent`);
-    } else if (rec.id !== idOf(n) || !sameVector(rec.vector, vectorFor(w, want, n))) {
-      note(`${idOf(n)}: expected the vector written by op ${want}, found another (payload ${JSON.stringify(rec.payload)})`);
-    } else if (!isDeepStrictEqual(rec.payload, payloadFor(w, want, n))) {
-      note(`${idOf(n)}: expected payload ${JSON.stringify(payloadFor(w, want, n))}, found ${JSON.stringify(rec.payload)}`);
+function diff(w: WorkloadConfig, model: Model, got: (StoredRecord | undefined)[]) {
+  return diffModel(w, model, got, (n, want, rec) => {
+    if (want === undefined) return `expected absent, found ${JSON.stringify(rec.payload)}`;
+    if (rec.id !== idOf(n) || !sameVector(rec.vector, vectorFor(w, want, n))) {
+      return `expected the vector written by op ${want}, found another (payload ${JSON.stringify(rec.payload)})`;
     }
-  }
-  return { count, samples };
+    return `expected payload ${JSON.stringify(payloadFor(w, want, n))}, found ${JSON.stringify(rec.payload)}`;
+  });
 }
 
-function l2sq(a: Float32Array, b: Float32Array): number {
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += (a[i]! - b[i]!) ** 2;
-  return s;
-}
-
-/** Searches (all tiers) and checks every hit against the model; problems are collected. */
-async function checkSearch(col: Collection, w: WorkloadConfig, model: Model, rng: () => number, where: string, problems: string[]): Promise<void> {
-  const check = (ok: boolean, msg: () => string) => {
-    if (!ok) problems.push(`${where}: ${msg()}`);
-  };
-  for (let q = 0; q < 3; q++) {
-    const query = new Float32Array(w.dimension);
-    for (let i = 0; i < query.length; i++) query[i] = (rng() - 0.5) * 8;
-    const exact = q === 2;
-    const k = 20;
-    const hits = await col.search(query, { k, exact });
-    check(hits.length <= k && (model.size === 0 || hits.length > 0) && (!exact || hits.length === Math.min(k, model.size)),
-      () => `search${exact ? ' (exact)' : ''} over ${model.size} live records returned ${hits.length} hits, k=${k}`);
-    const seen = new Set<string>();
-    let prev = -Infinity;
-    for (const h of hits) {
-      check(!seen.has(h.id), () => `search returned ${h.id} twice`);
-      seen.add(h.id);
-      const n = Number(h.id.slice(3));
-      const version = model.get(n);
-      if (h.id !== idOf(n) || version === undefined) {
-        check(false, () => `search returned ${h.id}, which is deleted or was never written`);
-        continue;
-      }
-      check(isDeepStrictEqual(h.payload, payloadFor(w, version, n)), () => `search hit ${h.id} has payload ${JSON.stringify(h.payload)}, the live version (op ${version}) another`);
-      const d = l2sq(query, vectorFor(w, version, n));
-      check(Math.abs(h.distance - d) <= 1e-4 * Math.max(1, d), () => `search hit ${h.id} at distance ${h.distance}, the live version (op ${version}) is at ${d}: a stale vector`);
-      check(h.distance >= prev - 1e-6, () => 'hits not sorted by distance');
-      prev = h.distance;
-    }
-    if (exact && model.size > 0) {
-      // Exact search must find the true nearest live record.
-      let best = Infinity;
-      for (const [n, op] of model) best = Math.min(best, l2sq(query, vectorFor(w, op, n)));
-      check(hits.length > 0 && Math.abs(hits[0]!.distance - best) <= 1e-4 * Math.max(1, best),
-        () => `exact search's nearest hit is at ${hits[0]?.distance}, the nearest live record at ${best}`);
-    }
-  }
-}
+/** The searches after each reopen (over all tiers): two by HNSW, one exact. */
+const SEARCHES: SearchCheck[] = [{ k: 20, exact: false }, { k: 20, exact: false }, { k: 20, exact: true }];
 
 // ---- the scenario driver --------------------------------------------------------------------
 
@@ -702,7 +594,7 @@ async function runScenario(t: TestContext, sc: Scenario, index: number): Promise
           assert.deepEqual(tmpLeft, [], `${ctx}: files in tmp/ survived open`);
 
           // ---- every acknowledged record, bit-identical (rehydrates every cold segment with live rows) ----
-          const ids = Array.from({ length: w.idSpace }, (_, n) => idOf(n));
+          const ids = allIds(w);
           let got: (StoredRecord | undefined)[];
           try {
             marks.push(['files', performance.now()]);
@@ -713,34 +605,24 @@ async function runScenario(t: TestContext, sc: Scenario, index: number): Promise
           }
           const inFlightOps = run.begun.filter((op) => !run.acked.has(op) && opSpec(w, op).kind !== 'flush');
           assert.ok(inFlightOps.length <= 1, `${ctx}: ${inFlightOps.length} write ops in flight; the child writes sequentially`);
-          const acked = [...run.acked].sort((a, b) => a - b);
-          let match: Model | undefined;
-          let inFlightOutcome = 'none';
-          let best: { count: number; samples: string[]; applied: boolean } | undefined;
-          for (const applyInFlight of [false, true]) {
-            if (applyInFlight && inFlightOps.length === 0) break;
-            const m: Model = new Map(model);
-            for (const op of [...acked, ...(applyInFlight ? inFlightOps : [])].sort((a, b) => a - b)) applyOp(w, m, op);
-            const d = diff(w, m, got);
-            if (d.count === 0) {
-              match = m;
-              if (inFlightOps.length > 0) {
-                if (applyInFlight) totals.inFlightApplied++;
-                else totals.inFlightDropped++;
-                inFlightOutcome = `op ${inFlightOps[0]} ${applyInFlight ? 'applied' : 'dropped'}`;
-              }
-              break;
-            }
-            if (!best || d.count < best.count) best = { ...d, applied: applyInFlight };
-          }
-          if (!match) {
+          const found = explainStore(w, model, run.acked, inFlightOps, (m) => diff(w, m, got));
+          if (!found.match) {
+            const { best } = found;
             assert.fail(`${ctx}: the store matches neither outcome of the in-flight write op [${inFlightOps.join(', ')}] ` +
-              `(acked ${acked.length} ops this round). Closest (in-flight ${best!.applied ? 'applied' : 'dropped'}): ${best!.count} records differ, e.g.\n  ${best!.samples.join('\n  ')}`);
+              `(acked ${run.acked.size} ops this round). Closest (in-flight ${best.mask !== 0 ? 'applied' : 'dropped'}): ${best.count} records differ, e.g.\n  ${best.samples.join('\n  ')}`);
+          }
+          const { match } = found;
+          let inFlightOutcome = 'none';
+          if (inFlightOps.length > 0) {
+            const applied = match.mask !== 0;
+            if (applied) totals.inFlightApplied++;
+            else totals.inFlightDropped++;
+            inFlightOutcome = `op ${inFlightOps[0]} ${applied ? 'applied' : 'dropped'}`;
           }
           model.clear();
-          for (const [k, v] of match) model.set(k, v);
+          for (const [k, v] of match.model) model.set(k, v);
           assert.equal(col.count(), model.size, `${ctx}: count() is ${col.count()}, the model holds ${model.size} live records`);
-          await checkSearch(col, w, model, rng, ctx, problems);
+          await checkSearch(col, w, model, rng, SEARCHES, ctx, problems);
           marks.push(['search', performance.now()]);
 
           // get() and search rehydrated every cold segment with live records: each is warm now, its
@@ -824,8 +706,7 @@ async function runScenario(t: TestContext, sc: Scenario, index: number): Promise
     await store.close();
     await proxy.stop();
     await server.destroy();
-    if (ok || process.env.STRATAVEC_KEEP_DIR === undefined) await fsp.rm(dir, { recursive: true, force: true });
-    else t.diagnostic(`kept ${dir}`);
+    await removeScenarioDir(t, dir, ok);
   }
 }
 

@@ -19,11 +19,9 @@
 // call it announces starts. Write ops are strictly sequential (at most one in flight), so after a
 // kill the parent only has to consider that one op applied or not.
 
-import { writeSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { Database, type Collection } from '../../engine/index.js';
+import { Database } from '../../engine/index.js';
 import { openObjectStore } from '../../tiers/object-store.js';
-import { idOf, mulberry32, opSpec, payloadFor, vectorFor, type WorkloadConfig } from './crash-writer.js';
+import { line, mulberry32, oneLine, openCollection, runMain, writeOp, type WorkloadConfig } from './crash-writer.js';
 
 export type TierName = 'hot' | 'warm' | 'cold';
 
@@ -68,40 +66,7 @@ export function databaseOptions(cfg: Pick<MigratorConfig, 'segmentMaxRecords' | 
   };
 }
 
-function line(s: string): void {
-  const buf = Buffer.from(`${s}\n`);
-  for (let off = 0; off < buf.length;) {
-    try {
-      off += writeSync(1, buf, off);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-    }
-  }
-}
-
-const oneLine = (err: unknown): string => String((err as Error)?.stack ?? err).replace(/\n/g, ' | ');
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function writeOp(cfg: MigratorConfig, col: Collection, op: number): Promise<void> {
-  const spec = opSpec(cfg, op);
-  line(`BEGIN ${op}`);
-  try {
-    if (spec.kind === 'flush') {
-      await col.flush();
-    } else if (spec.kind === 'delete') {
-      await col.delete(spec.ids.map(idOf));
-    } else {
-      await col.upsert(spec.ids.map((n) => {
-        const payload = payloadFor(cfg, op, n);
-        return payload === undefined ? { id: idOf(n), vector: vectorFor(cfg, op, n) } : { id: idOf(n), vector: vectorFor(cfg, op, n), payload };
-      }));
-    }
-  } catch (err) {
-    line(`ERR ${op} ${oneLine(err)}`);
-    process.exit(3);
-  }
-  line(`ACK ${op}`);
-}
 
 /** Where to move a segment now in `from`: cold ones come back, the others go cold half the time. */
 function pickTarget(from: TierName, rng: () => number): TierName {
@@ -115,10 +80,7 @@ function pickTarget(from: TierName, rng: () => number): TierName {
 async function main(): Promise<void> {
   const cfg = JSON.parse(process.argv[2] ?? '') as MigratorConfig;
   const db = await Database.open(cfg.dir, databaseOptions(cfg));
-  const col = db.listCollections().includes(cfg.collection)
-    ? db.collection(cfg.collection)
-    : await db.createCollection(cfg.collection, { dimension: cfg.dimension, metric: 'l2', hnsw: { M: 8, efConstruction: 40 } });
-  line('OPEN');
+  const col = await openCollection(db, cfg);
 
   let op = cfg.startOp;
   for (let i = 0; i < cfg.ingestOps * 4 && (i < cfg.ingestOps || col.segments().length < cfg.minSegments); i++) await writeOp(cfg, col, op++);
@@ -177,9 +139,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  main().catch((err: unknown) => {
-    line(`ERR -1 ${oneLine(err)}`);
-    process.exit(3);
-  });
-}
+runMain(import.meta.url, main);

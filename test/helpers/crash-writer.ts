@@ -15,7 +15,10 @@
 import { writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Database } from '../../engine/index.js';
-import type { Payload } from '../../engine/index.js';
+import type { Collection, Payload } from '../../engine/index.js';
+import { mulberry32 } from './datasets.js';
+
+export { mulberry32 };
 
 export interface WorkloadConfig {
   seed: number;
@@ -44,17 +47,6 @@ export type OpSpec =
   | { kind: 'upsert'; ids: number[] }
   | { kind: 'delete'; ids: number[] }
   | { kind: 'flush' };
-
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function mix(...parts: number[]): number {
   let h = 0x811c9dc5;
@@ -102,7 +94,10 @@ export function payloadFor(w: WorkloadConfig, op: number, n: number): Payload | 
   return { op, n, grp: h % 4, tag: `v${op}/${n}`, nested: { even: (op + n) % 2 === 0, list: [op % 7, n % 5] } };
 }
 
-function line(s: string): void {
+// ---- what the child programs share (this one and crash-migrator.ts) --------------------------
+
+/** Writes one report line to stdout at once (writeSync: it is in the pipe before the next step). */
+export function line(s: string): void {
   const buf = Buffer.from(`${s}\n`);
   for (let off = 0; off < buf.length;) {
     try {
@@ -114,13 +109,58 @@ function line(s: string): void {
   }
 }
 
-async function main(): Promise<void> {
-  const cfg = JSON.parse(process.argv[2] ?? '') as WriterConfig;
-  const db = await Database.open(cfg.dir, { segmentMaxRecords: cfg.segmentMaxRecords, workers: cfg.workers });
+/** An error (its stack where it has one) on one report line. */
+export const oneLine = (err: unknown): string => String((err as Error)?.stack ?? err).replace(/\n/g, ' | ');
+
+/** Opens the workload's collection, creating it on the first run, and reports OPEN. */
+export async function openCollection(db: Database, cfg: Pick<WriterConfig, 'collection' | 'dimension'>): Promise<Collection> {
   const col = db.listCollections().includes(cfg.collection)
     ? db.collection(cfg.collection)
     : await db.createCollection(cfg.collection, { dimension: cfg.dimension, metric: 'l2', hnsw: { M: 8, efConstruction: 40 } });
   line('OPEN');
+  return col;
+}
+
+/**
+ * Issues write op `op` of the workload: BEGIN before, ACK once its promise resolved; ERR and exit
+ * code 3 if it rejects.
+ */
+export async function writeOp(w: WorkloadConfig, col: Collection, op: number): Promise<void> {
+  const spec = opSpec(w, op);
+  line(`BEGIN ${op}`);
+  try {
+    if (spec.kind === 'flush') {
+      await col.flush();
+    } else if (spec.kind === 'delete') {
+      await col.delete(spec.ids.map(idOf));
+    } else {
+      await col.upsert(spec.ids.map((n) => {
+        const payload = payloadFor(w, op, n);
+        return payload === undefined ? { id: idOf(n), vector: vectorFor(w, op, n) } : { id: idOf(n), vector: vectorFor(w, op, n), payload };
+      }));
+    }
+  } catch (err) {
+    line(`ERR ${op} ${oneLine(err)}`);
+    process.exit(3);
+  }
+  line(`ACK ${op}`);
+}
+
+/** Runs a child program's main(): a rejection is reported as ERR -1 and exits with code 3. */
+export function runMain(url: string, main: () => Promise<void>): void {
+  if (process.argv[1] !== fileURLToPath(url)) return;
+  main().catch((err: unknown) => {
+    line(`ERR -1 ${oneLine(err)}`);
+    process.exit(3);
+  });
+}
+
+// ---- the writer -------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const cfg = JSON.parse(process.argv[2] ?? '') as WriterConfig;
+  const db = await Database.open(cfg.dir, { segmentMaxRecords: cfg.segmentMaxRecords, workers: cfg.workers });
+  const col = await openCollection(db, cfg);
 
   // Seal activity is only visible through stats(); poll it so the parent can aim kills at seals.
   let lastFrozen = -1;
@@ -137,38 +177,12 @@ async function main(): Promise<void> {
   poll();
   setInterval(poll, 1);
 
-  const run = async (op: number): Promise<void> => {
-    const spec = opSpec(cfg, op);
-    line(`BEGIN ${op}`);
-    try {
-      if (spec.kind === 'flush') {
-        await col.flush();
-      } else if (spec.kind === 'delete') {
-        await col.delete(spec.ids.map(idOf));
-      } else {
-        await col.upsert(spec.ids.map((n) => {
-          const payload = payloadFor(cfg, op, n);
-          return payload === undefined ? { id: idOf(n), vector: vectorFor(cfg, op, n) } : { id: idOf(n), vector: vectorFor(cfg, op, n), payload };
-        }));
-      }
-    } catch (err) {
-      line(`ERR ${op} ${String((err as Error)?.stack ?? err).replace(/\n/g, ' | ')}`);
-      process.exit(3);
-    }
-    line(`ACK ${op}`);
-  };
-
   const inFlight = new Set<Promise<void>>();
   for (let op = cfg.startOp; ; op++) {
-    const p = run(op).finally(() => inFlight.delete(p));
+    const p = writeOp(cfg, col, op).finally(() => inFlight.delete(p));
     inFlight.add(p);
     while (inFlight.size >= cfg.depth) await Promise.race(inFlight);
   }
 }
 
-if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  main().catch((err: unknown) => {
-    line(`ERR -1 ${String((err as Error)?.stack ?? err).replace(/\n/g, ' | ')}`);
-    process.exit(3);
-  });
-}
+runMain(import.meta.url, main);
