@@ -733,7 +733,7 @@ export class CollectionCore {
       const t0 = performance.now();
       const done = (bytes: number): MoveResult => ({ segmentId: id, from, to, bytes, ms: performance.now() - t0 });
       if (from === to) return done(0);
-      const bytes = seg.meta.local?.bytes ?? seg.meta.sections.reduce((n, x) => n + x.rawLength, 0);
+      const bytes = seg.meta.sections.reduce((n, x) => n + x.rawLength, 0); // as segments().bytes
       try {
         if (to === 'cold') {
           this.#ctx.hot.delete(id);

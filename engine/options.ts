@@ -71,8 +71,10 @@ export const kDefaultOptions = Object.freeze({
   segmentMaxRecords: 100_000,
   clock: Object.freeze({ now: () => Date.now() }) as Clock,
   uploadOnSeal: true,
-  // From `npm run bench:tiers` (warm scan vs promotion): see README "Tiers".
-  warmScanMaxRecords: 5_000,
+  // From `npm run bench:tiers` (warm exact scan vs promotion): at 5,000 rows promotion paid for
+  // itself after ~4 queries; below ~2,000 its fixed cost (and ~2.6 MB of hnswlib overhead per
+  // index) needs 8-36 queries. See README "Tiers".
+  warmScanMaxRecords: 2_000,
   tiering: Object.freeze({ intervalMs: 30_000, highWatermark: 0.9, lowWatermark: 0.7, halfLifeMs: 10 * 60_000 }),
 });
 
