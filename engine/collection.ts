@@ -138,7 +138,8 @@ export class Collection {
     if (src.length !== this.dimension) {
       throw new StratavecError('ERR_DIMENSION_MISMATCH', `${what}: vector has ${src.length} dimensions, collection ${this.name} has ${this.dimension}`);
     }
-    const out = Float32Array.from(src);
+    // Not Float32Array.from: it walks the iterator protocol, ~9% of ingest CPU in a profile.
+    const out = src instanceof Float32Array ? src.slice() : new Float32Array(src as ArrayLike<number>);
     for (let i = 0; i < out.length; i++) {
       // Checked after the float32 conversion: 1e39 is finite as a double but Infinity as a float.
       if (!Number.isFinite(out[i]!)) throw new StratavecError('ERR_INVALID_VECTOR', `${what}: component ${i} is ${src[i]}`);
