@@ -7,7 +7,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { StratavecError } from '../format/errors.js';
-import { TEMP_PREFIX, mkdirDurable } from '../format/fsutil.js';
+import { TEMP_PREFIX } from '../format/fsutil.js';
 import { mapReadOnly } from '../format/mapped-file.js';
 import {
   loadLatestManifest, writeManifest, encodeManifest, type CollectionManifest, type ManifestSegment,
@@ -414,7 +414,7 @@ export class CollectionCore {
       await this.#dropWalThrough(range.walTo);
       return;
     }
-    const { rows, ids, outPath, result } = built;
+    const { rows, ids, result } = built;
     const seg = new SealedSegment(built.meta);
     const markDead = () => {
       for (let i = 0; i < rows.length; i++) if (g.isDead(rows[i]!)) seg.kill(i);
@@ -951,10 +951,6 @@ export class CollectionCore {
 
   get manifest(): Readonly<CollectionManifest> {
     return this.#manifest;
-  }
-
-  static async ensureDirs(dir: string): Promise<void> {
-    await mkdirDurable(dir);
   }
 }
 
