@@ -689,7 +689,7 @@ export class CollectionCore {
     cands.sort((a, b) => a.d - b.d);
     if (cands.length > k) cands.length = k;
     return cands.map(({ d, row, src }) => {
-      const id = src instanceof GrowingSegment ? src.ids[row]! : src.id_(row);
+      const id = src instanceof GrowingSegment ? src.ids[row]! : src.idAt(row);
       if (!includePayload) return { id, distance: d };
       const p = src.payload(row);
       return p === undefined ? { id, distance: d } : { id, distance: d, payload: src instanceof GrowingSegment ? structuredClone(p) : p };
@@ -733,7 +733,7 @@ export class CollectionCore {
       const t0 = performance.now();
       const done = (bytes: number): MoveResult => ({ segmentId: id, from, to, bytes, ms: performance.now() - t0 });
       if (from === to) return done(0);
-      const bytes = seg.meta.sections.reduce((n, x) => n + x.rawLength, 0); // as segments().bytes
+      const bytes = seg.rawBytes;
       try {
         if (to === 'cold') {
           this.#ctx.hot.delete(id);
@@ -784,7 +784,7 @@ export class CollectionCore {
       await this.#ensureRemote(seg);
     })).catch((err: unknown) => {
       this.#ctx.tierStats.uploadFailures++;
-      this.#ctx.tierStats.lastUploadError = err instanceof Error ? err.message : String(err);
+      this.#ctx.tierStats.lastRemoteError = err instanceof Error ? err.message : String(err);
     });
   }
 
@@ -812,7 +812,7 @@ export class CollectionCore {
     try {
       await this.#ctx.cold.store.put(this.#ctx.cold.manifestKey(this.name, m.version), encodeManifest(m));
     } catch (err) {
-      this.#ctx.tierStats.lastUploadError = `manifest v${m.version}: ${(err as Error).message}`;
+      this.#ctx.tierStats.lastRemoteError = `manifest v${m.version}: ${(err as Error).message}`;
     }
   }
 
@@ -912,7 +912,7 @@ export class CollectionCore {
       id: s.id, collection: this.name, seq: s.meta.seq,
       tier: this.#tierOf(s),
       records: s.meta.records, deleted: s.deleted, live: s.live,
-      bytes: s.meta.sections.reduce((n, x) => n + x.rawLength, 0),
+      bytes: s.rawBytes,
       remoteBytes: s.meta.remote?.bytes,
       pinned: s.meta.pinned, createdAt: s.meta.createdAt,
       status: s.error ? 'unavailable' : 'ok',
@@ -924,7 +924,6 @@ export class CollectionCore {
     return [...this.#sealed.values()].map((s) => ({
       seg: s,
       tier: this.#tierOf(s),
-      localBytes: s.meta.tier === 'warm' ? (s.meta.local?.bytes ?? 0) : 0,
       hotBytesEstimate: this.#ctx.hot.bytesOf(s.id) ?? this.#hotEstimate(s),
     }));
   }
@@ -932,8 +931,7 @@ export class CollectionCore {
   /** Memory a segment would take when hot: the mapped file plus hnswlib's graph (index/hnsw.ts). */
   #hotEstimate(s: SealedSegment): number {
     const M = this.#manifest.hnsw.M;
-    const fileBytes = s.meta.sections.reduce((n, x) => n + x.rawLength, 0);
-    return fileBytes + s.meta.records * (4 * this.dimension + 8 * M + 124) + 2.6 * 1024 * 1024;
+    return s.rawBytes + s.meta.records * (4 * this.dimension + 8 * M + 124) + 2.6 * 1024 * 1024;
   }
 
   stats() {

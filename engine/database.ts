@@ -214,7 +214,7 @@ export class Database {
     try {
       for (const o of await store.list(`${name}/`)) await store.delete(o.key);
     } catch (err) {
-      this.#ctx.tierStats.lastUploadError = `drop ${name}: ${(err as Error).message}`;
+      this.#ctx.tierStats.lastRemoteError = `drop ${name}: ${(err as Error).message}`;
     }
   }
 

@@ -36,6 +36,11 @@ export class SealedSegment {
     return this.meta.id;
   }
 
+  /** Raw (logical) bytes of the segment: its sections undecoded, whatever tier it is in. */
+  get rawBytes(): number {
+    return this.meta.sections.reduce((n, x) => n + x.rawLength, 0);
+  }
+
   get live(): number {
     return this.meta.records - this.deleted;
   }

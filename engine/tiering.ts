@@ -63,7 +63,7 @@ export class Tiering {
         const snap = access.snapshot(seg.id);
         states.push({
           id: seg.id, tier, hotBytes: hotBytesEstimate,
-          localBytes: seg.meta.sections.reduce((n, x) => n + x.rawLength, 0),
+          localBytes: seg.rawBytes,
           pinned: seg.meta.pinned, frequency: snap.frequency, lastAccess: snap.lastAccess,
           createdAt: seg.meta.createdAt, hasRemoteCopy: seg.meta.remote !== undefined,
           available: seg.error === undefined,

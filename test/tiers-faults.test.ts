@@ -394,7 +394,7 @@ test('wrong credentials: a coded error, and the secret never appears in errors, 
         await db.flushUploads();
         const st = db.stats();
         assert.ok(st.movement.uploadFailures >= 1, 'the write-through upload failed');
-        assert.ok(st.movement.lastUploadError, 'and says why');
+        assert.ok(st.movement.lastRemoteError, 'and says why');
         stats.push(JSON.stringify(st));
         await db.close();
       }

@@ -133,7 +133,7 @@ async function roundTrip(dir: string, storeOpts: Pick<DatabaseOptions, 'objectSt
   }
   const mv0 = db.stats().movement;
   assert.equal(mv0.uploads, ids.length);
-  assert.equal(mv0.uploadFailures, 0, `no upload failed: ${mv0.lastUploadError}`);
+  assert.equal(mv0.uploadFailures, 0, `no upload failed: ${mv0.lastRemoteError}`);
 
   const segDir = path.join(dir, 'collections', COL, 'segments');
   const segFile = (seq: number) => path.join(segDir, `${String(seq).padStart(8, '0')}.seg`);

@@ -40,7 +40,7 @@ export class SegmentView {
     return this.reader.size;
   }
 
-  id_(row: number): string {
+  idAt(row: number): string {
     return this.ids.get(row) ?? '';
   }
 

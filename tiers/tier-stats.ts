@@ -27,7 +27,8 @@ export class TierStats {
   bytesTransferred = 0;
   uploads = 0;
   uploadFailures = 0;
-  lastUploadError: string | undefined;
+  /** The last failed write to the object store (upload, remote manifest, drop cleanup). */
+  lastRemoteError: string | undefined;
   warmScans = 0;
   /** Bad local copies quarantined (and re-fetched when a remote copy existed). */
   repairs = 0;
@@ -57,7 +58,7 @@ export class TierStats {
       bytesTransferred: this.bytesTransferred,
       uploads: this.uploads,
       uploadFailures: this.uploadFailures,
-      lastUploadError: this.lastUploadError,
+      lastRemoteError: this.lastRemoteError,
       warmScans: this.warmScans,
       repairs: this.repairs,
       coldReads: this.coldReads,
