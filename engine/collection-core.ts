@@ -25,6 +25,7 @@ import type { WarmTier } from '../tiers/warm.js';
 import type { ColdTier } from '../tiers/cold.js';
 import type { AccessTracker } from '../tiers/access-stats.js';
 import type { TierStats, TierName } from '../tiers/tier-stats.js';
+import { remoteLocation, type LeaseSet } from '../gc/leases.js';
 import { SegmentView } from '../tiers/segment-view.js';
 import { GrowingSegment } from './growing.js';
 import { SealedSegment } from './sealed-segment.js';
@@ -38,6 +39,8 @@ export interface EngineContext {
   cold: ColdTier;
   access: AccessTracker;
   tierStats: TierStats;
+  /** Locations garbage collection must leave alone (see gc/leases.ts). */
+  leases: LeaseSet;
   tmpDir: string;
   options: FilledOptions;
   /** Tells the tiering loop that local usage grew (a seal, a rehydration). */
@@ -84,6 +87,41 @@ export interface SegmentInfo {
   status: 'ok' | 'unavailable';
 }
 
+/** One copy of a segment as verify found it. */
+export interface CopyCheck {
+  copy: 'local' | 'stub' | 'remote';
+  /** A path relative to the database directory, or the object key. */
+  location: string;
+  status: 'ok' | 'missing' | 'corrupt' | 'unreachable';
+  detail?: string;
+  /** What repair did about it. */
+  action?: 'refetched' | 'reuploaded' | 'rebuilt' | 'quarantined';
+  /** Bytes read to check it. */
+  bytes: number;
+}
+
+export interface SegmentCheck {
+  segmentId: string;
+  collection: string;
+  tier: Tier;
+  /** ok: every copy checked is good; repaired: it was not, and now is; damaged: a copy is bad and
+   *  was not (or could not be) repaired, but the segment is still served from a good one;
+   *  unavailable: no good copy, reads fail with ERR_SEGMENT_UNAVAILABLE; gone: compacted away
+   *  while verify ran. */
+  status: 'ok' | 'repaired' | 'damaged' | 'unavailable' | 'gone';
+  copies: CopyCheck[];
+}
+
+export interface CompactionResult {
+  collection: string;
+  sources: string[];
+  /** The new segment, or undefined when every source row was deleted. */
+  segmentId: string | undefined;
+  records: number;
+  droppedRows: number;
+  ms: number;
+}
+
 export interface SealStats {
   seals: number;
   sealedRecords: number;
@@ -93,6 +131,7 @@ export interface SealStats {
 }
 
 type Location = { seg: GrowingSegment | SealedSegment; row: number };
+type Candidate = { d: number; row: number; src: GrowingSegment | SegmentView };
 
 interface BuiltSegment {
   meta: ManifestSegment;
@@ -101,6 +140,8 @@ interface BuiltSegment {
   outPath: string;
   result: SealResult;
   startedAt: number;
+  /** Drops the GC lease on outPath (once the file is committed or removed). */
+  release: () => void;
 }
 
 interface FrozenRange {
@@ -218,9 +259,22 @@ export class CollectionCore {
       seg.error = err;
       return;
     }
+    this.#index(seg, ids);
+  }
+
+  /**
+   * Puts a segment's live rows into the id -> location map. At open the manifest guarantees an id
+   * is live in one segment at most; a segment indexed later (revived after it was unreadable) may
+   * hold ids written again since, and those newer records win.
+   */
+  #index(seg: SealedSegment, ids: StringTable): void {
     for (let r = 0; r < seg.meta.records; r++) {
-      if (seg.tomb[r] === 0) this.#locations.set(ids.get(r) ?? '', { seg, row: r });
+      if (seg.tomb[r] !== 0) continue;
+      const id = ids.get(r) ?? '';
+      if (this.#locations.has(id)) seg.kill(r);
+      else this.#locations.set(id, { seg, row: r });
     }
+    seg.indexed = true;
   }
 
   #mapView(seg: SealedSegment): SegmentView {
@@ -363,7 +417,10 @@ export class CollectionCore {
           // Builds after the failed one are not committed: remove the files they wrote.
           for (const b of builds.slice(i + 1)) {
             const built = await b.catch(() => undefined);
-            if (built) await this.#ctx.warm.remove(built.outPath);
+            if (built) {
+              await this.#ctx.warm.remove(built.outPath);
+              built.release();
+            }
           }
           this.#sealError = err instanceof StratavecError ? err : new StratavecError('ERR_IO', `seal failed: ${(err as Error).message}`, { cause: err });
           throw this.#sealError;
@@ -390,12 +447,19 @@ export class CollectionCore {
     const payloads = Array.from(rows, (r) => g.payloadJson[r]!);
     const createdAt = this.#ctx.options.clock.now();
     const outPath = this.#ctx.warm.pathFor(this.name, seq);
-    const result = await this.#ctx.pool.run('seal', {
-      segmentId: id, collection: this.name, outPath, tmpDir: this.#ctx.tmpDir,
-      dimension: this.dimension, metric: this.metric, hnsw: this.#manifest.hnsw,
-      vectors: g.buffer, count: g.count, rows: rows.length === g.count ? null : rows,
-      ids, payloads, createdAt, seed: seq,
-    });
+    const release = this.#ctx.leases.hold([outPath]);
+    let result: SealResult;
+    try {
+      result = await this.#ctx.pool.run('seal', {
+        segmentId: id, collection: this.name, outPath, tmpDir: this.#ctx.tmpDir,
+        dimension: this.dimension, metric: this.metric, hnsw: this.#manifest.hnsw,
+        vectors: g.buffer, count: g.count, rows: rows.length === g.count ? null : rows,
+        ids, payloads, createdAt, seed: seq,
+      });
+    } catch (err) {
+      release();
+      throw err;
+    }
     const meta: ManifestSegment = {
       id, seq, records: rows.length, deleted: [],
       sections: result.sections.map((s) => ({ kind: s.kind, rawLength: s.rawLength, rawCrc: s.rawCrc })),
@@ -403,7 +467,7 @@ export class CollectionCore {
       local: { bytes: result.bytes, storedCrcs: result.sections.map((s) => s.storedCrc), codecs: result.sections.map((s) => s.codec) },
       createdAt,
     };
-    return { meta, rows, ids, outPath, result, startedAt: t0 };
+    return { meta, rows, ids, outPath, result, startedAt: t0, release };
   }
 
   async #commitBuilt(range: FrozenRange, built: BuiltSegment | undefined): Promise<void> {
@@ -419,8 +483,11 @@ export class CollectionCore {
     const markDead = () => {
       for (let i = 0; i < rows.length; i++) if (g.isDead(rows[i]!)) seg.kill(i);
     };
-    markDead();
-    await this.#commit({ walSeq: range.walTo + 1, added: seg });
+    try {
+      await this.#commit({ walSeq: range.walTo + 1, added: [seg], prepare: markDead });
+    } finally {
+      built.release(); // committed (referenced now) or about to be removed by the caller
+    }
     // Rows may have died while the manifest was being written; those deletes are in later WAL files.
     markDead();
     // Publishing the sealed segment and retiring the frozen rows happen in one synchronous step:
@@ -429,6 +496,7 @@ export class CollectionCore {
     this.#unfreeze(range);
     seg.view = this.#mapView(seg);
     seg.verified = true; // written by the seal task from memory this process holds
+    seg.indexed = true;
     for (let i = 0; i < rows.length; i++) {
       const loc = this.#locations.get(ids[i]!);
       if (loc && loc.seg === g && loc.row === rows[i]) this.#locations.set(ids[i]!, { seg, row: i });
@@ -455,13 +523,23 @@ export class CollectionCore {
 
   /**
    * Commits the in-memory segment list as the next manifest version, with `added` appended and
-   * `replace` substituted for the entry of the same id; `walSeq` defaults to the current one.
+   * `replace` substituted for the entry of the same id, `removed` left out; `walSeq` defaults to
+   * the current one.
    * In-memory `meta` is updated only after the manifest is durable.
    */
-  #commit(change: { walSeq?: number; added?: SealedSegment; replace?: ManifestSegment }): Promise<void> {
+  #commit(change: {
+    walSeq?: number;
+    added?: SealedSegment[];
+    /** Segment ids the new version no longer lists (replaced by compaction). */
+    removed?: ReadonlySet<string>;
+    replace?: ManifestSegment;
+    /** Runs in commit order right before the version is built (e.g. to copy tombstones over). */
+    prepare?: () => void;
+  }): Promise<void> {
     const run = async () => {
-      const segs = [...this.#sealed.values()];
-      if (change.added) segs.push(change.added);
+      change.prepare?.();
+      const segs = [...this.#sealed.values()].filter((s) => !change.removed?.has(s.id));
+      if (change.added) segs.push(...change.added);
       const next: CollectionManifest = {
         ...this.#manifest,
         version: this.#manifest.version + 1,
@@ -612,7 +690,8 @@ export class CollectionCore {
       throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `segment ${seg.id}: local copy is bad and there is no remote copy: ${cause.message}`, { cause });
     }
     try {
-      const down = await this.#ctx.cold.download(seg.meta.remote, file, seg.meta.sections.map((x) => x.rawCrc));
+      const remote = seg.meta.remote;
+      const down = await this.#ctx.leases.with([file], () => this.#ctx.cold.download(remote, file, seg.meta.sections.map((x) => x.rawCrc)));
       this.#ctx.tierStats.migrated('cold->warm', down.rawBytes, down.bytes);
     } catch (err) {
       seg.error = err instanceof StratavecError ? err : cause;
@@ -650,10 +729,46 @@ export class CollectionCore {
     exact = false,
     tiers: ReadonlySet<Tier> = ALL_TIERS,
   ): Promise<SearchHit[]> {
-    type Cand = { d: number; row: number; src: GrowingSegment | SegmentView };
-    const cands: Cand[] = [];
+    const cands: Candidate[] = [];
+    // One snapshot of every source, taken synchronously: a seal or compaction committing while
+    // this search awaits cannot make it see a row twice (the replaced segment and its
+    // replacement) or not at all. Replaced segments stay readable (their mapping outlives the
+    // unlink) and GC leaves their files alone while `readers` holds them.
+    const sealed = [...this.#sealed.values()];
+    const growing = [...this.#frozen.map((f) => f.seg), this.#growing];
+    for (const seg of sealed) seg.enter();
+    try {
+      await this.#searchSealed(sealed, cands, query, k, ef, filter, exact, tiers);
+    } finally {
+      for (const seg of sealed) seg.leave();
+    }
+    for (const g of growing) {
+      if (g.live === 0) continue;
+      const res = g.search(query, k, filter ? (r) => filter(g.payload(r)) : undefined);
+      for (let i = 0; i < res.rows.length; i++) cands.push({ d: res.distances[i]!, row: res.rows[i]!, src: g });
+    }
+    cands.sort((a, b) => a.d - b.d);
+    if (cands.length > k) cands.length = k;
+    return cands.map(({ d, row, src }) => {
+      const id = src instanceof GrowingSegment ? src.ids[row]! : src.idAt(row);
+      if (!includePayload) return { id, distance: d };
+      const p = src.payload(row);
+      return p === undefined ? { id, distance: d } : { id, distance: d, payload: src instanceof GrowingSegment ? structuredClone(p) : p };
+    });
+  }
+
+  async #searchSealed(
+    sealed: SealedSegment[],
+    cands: Candidate[],
+    query: Float32Array,
+    k: number,
+    ef: number,
+    filter: ((p: Payload | undefined) => boolean) | undefined,
+    exact: boolean,
+    tiers: ReadonlySet<Tier>,
+  ): Promise<void> {
     const { hot, access, tierStats } = this.#ctx;
-    for (const seg of this.#sealed.values()) {
+    for (const seg of sealed) {
       if (seg.live === 0) continue;
       const tier = this.#tierOf(seg);
       if (!tiers.has(tier)) continue;
@@ -681,19 +796,6 @@ export class CollectionCore {
         lease?.release();
       }
     }
-    for (const g of [...this.#frozen.map((f) => f.seg), this.#growing]) {
-      if (g.live === 0) continue;
-      const res = g.search(query, k, filter ? (r) => filter(g.payload(r)) : undefined);
-      for (let i = 0; i < res.rows.length; i++) cands.push({ d: res.distances[i]!, row: res.rows[i]!, src: g });
-    }
-    cands.sort((a, b) => a.d - b.d);
-    if (cands.length > k) cands.length = k;
-    return cands.map(({ d, row, src }) => {
-      const id = src instanceof GrowingSegment ? src.ids[row]! : src.idAt(row);
-      if (!includePayload) return { id, distance: d };
-      const p = src.payload(row);
-      return p === undefined ? { id, distance: d } : { id, distance: d, payload: src instanceof GrowingSegment ? structuredClone(p) : p };
-    });
   }
 
   // ---- tiers and migration ----------------------------------------------------------------
@@ -788,21 +890,26 @@ export class CollectionCore {
     });
   }
 
-  /** Makes sure a verified remote copy exists and is recorded in the manifest. */
-  async #ensureRemote(seg: SealedSegment): Promise<void> {
+  /**
+   * Makes sure a verified remote copy exists and is recorded in the manifest. `force` uploads
+   * again even when the recorded copy looks present (verify found it corrupt).
+   */
+  async #ensureRemote(seg: SealedSegment, force = false): Promise<void> {
     const { cold, tierStats } = this.#ctx;
     const remote = seg.meta.remote;
-    if (remote) {
+    if (remote && !force) {
       const info = await cold.store.head(remote.key);
       if (info && info.size === remote.bytes) return;
       // The recorded copy vanished or changed size: upload again from the local copy.
     }
     const local = this.#ctx.warm.pathFor(this.name, seg.meta.seq);
     const key = cold.segmentKey(this.name, seg.id);
-    const up = await cold.upload(local, key, seg.meta.sections.map((x) => x.rawCrc));
-    await this.#commit({ replace: { ...seg.meta, remote: { key, bytes: up.bytes, storedCrcs: up.storedCrcs, codecs: up.codecs } } });
+    await this.#ctx.leases.with([remoteLocation(key)], async () => {
+      const up = await cold.upload(local, key, seg.meta.sections.map((x) => x.rawCrc));
+      await this.#commit({ replace: { ...seg.meta, remote: { key, bytes: up.bytes, storedCrcs: up.storedCrcs, codecs: up.codecs } } });
+      tierStats.bytesTransferred += up.bytes;
+    });
     tierStats.uploads++;
-    tierStats.bytesTransferred += up.bytes;
     await this.#uploadManifest();
   }
 
@@ -819,10 +926,12 @@ export class CollectionCore {
   async #demoteToCold(seg: SealedSegment): Promise<void> {
     const view = this.#viewOf(seg);
     await this.#ensureRemote(seg);
-    await this.#writeStub(seg, view);
     const local = seg.meta.local;
     const { local: _gone, ...rest } = seg.meta;
-    await this.#commit({ replace: { ...rest, tier: 'cold' } });
+    await this.#ctx.leases.with([this.#stubPath(seg.meta.seq)], async () => {
+      await this.#writeStub(seg, view);
+      await this.#commit({ replace: { ...rest, tier: 'cold' } });
+    });
     seg.coldIds = view.ids;
     seg.verified = undefined;
     seg.view = undefined; // the mapping is released when the last reader drops it; unlink is safe
@@ -889,20 +998,369 @@ export class CollectionCore {
     const remote = seg.meta.remote;
     if (!remote) throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `cold segment ${seg.id} has no remote copy recorded`);
     const dest = this.#ctx.warm.pathFor(this.name, seg.meta.seq);
-    const down = await this.#ctx.cold.download(remote, dest, seg.meta.sections.map((x) => x.rawCrc));
-    const local = { bytes: down.rawBytes, storedCrcs: down.sections.map((x) => x.storedCrc), codecs: down.sections.map((x) => x.codec) };
-    try {
-      await this.#commit({ replace: { ...seg.meta, tier: 'warm', local } });
-    } catch (err) {
-      await this.#ctx.warm.remove(dest);
-      throw err;
-    }
+    const down = await this.#ctx.leases.with([dest], async () => {
+      const d = await this.#ctx.cold.download(remote, dest, seg.meta.sections.map((x) => x.rawCrc));
+      const local = { bytes: d.rawBytes, storedCrcs: d.sections.map((x) => x.storedCrc), codecs: d.sections.map((x) => x.codec) };
+      try {
+        await this.#commit({ replace: { ...seg.meta, tier: 'warm', local } });
+      } catch (err) {
+        await this.#ctx.warm.remove(dest);
+        throw err;
+      }
+      return d;
+    });
     seg.view = this.#mapView(seg);
     seg.verified = true; // decodeColdCopy checked every stored and raw CRC32
     seg.coldIds = undefined;
     await fsp.rm(this.#stubPath(seg.meta.seq), { force: true });
     this.#ctx.tierStats.rehydrated(down.ms);
     this.#ctx.tierStats.migrated('cold->warm', down.rawBytes, down.bytes);
+  }
+
+
+  // ---- maintenance: verify, repair, compaction, GC references ----------------------------
+
+  /**
+   * Checks every copy of one segment against the manifest's CRC32s: the local file (or a cold
+   * segment's id stub) and, with `remote`, the object-store copy. With `repair`: a bad local copy
+   * is quarantined and re-fetched from a good remote one; a bad or missing remote copy is
+   * re-uploaded from a good local one; a segment with no good copy is marked unavailable; an
+   * unavailable segment whose copies are good again (restored by an operator) comes back.
+   * Without `repair`, a bad local copy is still no longer trusted: the next read re-checks it.
+   */
+  verifySegment(id: string, opts: { repair: boolean; remote: boolean }): Promise<SegmentCheck> {
+    const seg = this.#sealed.get(id);
+    const check: SegmentCheck = { segmentId: id, collection: this.name, tier: 'warm', status: 'gone', copies: [] };
+    if (!seg) return Promise.resolve(check);
+    return seg.exclusive(async () => {
+      if (!this.#sealed.has(id) || this.#closed) return check;
+      check.tier = this.#tierOf(seg);
+      const warm = seg.meta.tier === 'warm';
+      const local = warm ? await this.#checkLocal(seg) : await this.#checkStub(seg);
+      check.copies.push(local);
+      const wantRemote = opts.remote && (seg.meta.remote !== undefined || (warm && this.#ctx.options.uploadOnSeal));
+      const remote = wantRemote ? await this.#checkRemote(seg) : undefined;
+      if (remote) check.copies.push(remote);
+      if (warm && isBad(local)) {
+        seg.verified = undefined; // the next read re-checks (and repairs) before serving a byte
+        this.#ctx.hot.delete(seg.id);
+      }
+      if (opts.repair) await this.#repairCopies(seg, local, remote);
+      const bad = check.copies.filter(isBad);
+      if (seg.error) check.status = 'unavailable';
+      else if (bad.length === 0) check.status = 'ok';
+      else check.status = bad.every((c) => c.action !== undefined && c.action !== 'quarantined') ? 'repaired' : 'damaged';
+      return check;
+    });
+  }
+
+  #relative(file: string): string {
+    return path.relative(path.dirname(this.#ctx.warm.root), file);
+  }
+
+  async #checkLocal(seg: SealedSegment): Promise<CopyCheck> {
+    const file = this.#ctx.warm.pathFor(this.name, seg.meta.seq);
+    const out: CopyCheck = { copy: 'local', location: this.#relative(file), status: 'ok', bytes: 0 };
+    try {
+      const r = await this.#ctx.pool.run('verifySegment', { path: file });
+      out.bytes = r.bytes;
+      const want = seg.meta.sections.map((x) => x.rawCrc);
+      if (r.rawCrcs.length !== want.length || r.rawCrcs.some((c, i) => c !== want[i])) {
+        out.status = 'corrupt';
+        out.detail = 'sections differ from the manifest';
+      }
+    } catch (err) {
+      if (!(err instanceof StratavecError)) throw err;
+      out.status = localStatus(err);
+      out.detail = err.message;
+    }
+    return out;
+  }
+
+  async #checkStub(seg: SealedSegment): Promise<CopyCheck> {
+    const file = this.#stubPath(seg.meta.seq);
+    const out: CopyCheck = { copy: 'stub', location: this.#relative(file), status: 'ok', bytes: 0 };
+    try {
+      const reader = SegmentReader.open(mapReadOnly(file, { minSize: HEADER_SIZE + TRAILER_SIZE }));
+      reader.verifyAll();
+      out.bytes = reader.size;
+      const idsCrc = seg.meta.sections.find((x) => x.kind === SectionKind.ids)?.rawCrc;
+      if (reader.entry(SectionKind.ids)?.rawCrc !== idsCrc) {
+        out.status = 'corrupt';
+        out.detail = 'ids differ from the manifest';
+      }
+    } catch (err) {
+      if (!(err instanceof StratavecError)) throw err;
+      out.status = localStatus(err);
+      out.detail = err.message;
+    }
+    return out;
+  }
+
+  async #checkRemote(seg: SealedSegment): Promise<CopyCheck> {
+    const remote = seg.meta.remote;
+    const key = remote?.key ?? this.#ctx.cold.segmentKey(this.name, seg.id);
+    const out: CopyCheck = { copy: 'remote', location: key, status: 'ok', bytes: 0 };
+    if (!remote) {
+      out.status = 'missing';
+      out.detail = 'no remote copy recorded';
+      return out;
+    }
+    try {
+      out.bytes = (await this.#ctx.cold.verify(remote, seg.meta.sections.map((x) => x.rawCrc))).bytes;
+    } catch (err) {
+      if (!(err instanceof StratavecError)) throw err;
+      out.status = err.code === 'ERR_OBJECT_NOT_FOUND' ? 'missing' : err.code === 'ERR_SEGMENT_CORRUPT' ? 'corrupt' : 'unreachable';
+      out.detail = err.message;
+    }
+    return out;
+  }
+
+  /** Runs inside seg.exclusive. Each repair is verified by the code that makes it. */
+  async #repairCopies(seg: SealedSegment, local: CopyCheck, remote: CopyCheck | undefined): Promise<void> {
+    const warm = seg.meta.tier === 'warm';
+    if (warm && isBad(local)) {
+      const cause = new StratavecError('ERR_SEGMENT_CORRUPT', `segment ${seg.id}: local copy ${local.status}: ${local.detail ?? ''}`);
+      try {
+        await this.#repairLocal(seg, cause); // quarantine, then download + verify, or mark unavailable
+        local.action = 'refetched';
+        seg.verified = true;
+      } catch (err) {
+        if (!(err instanceof StratavecError)) throw err;
+        local.action = 'quarantined';
+        local.detail = err.message;
+      }
+    }
+    const localGood = warm && (local.status === 'ok' || local.action === 'refetched');
+    if (remote && isBad(remote)) {
+      if (localGood && remote.action === undefined) {
+        try {
+          await this.#ensureRemote(seg, true);
+          remote.action = 'reuploaded';
+        } catch (err) {
+          if (!(err instanceof StratavecError)) throw err;
+          remote.detail = `re-upload failed: ${err.message}`;
+        }
+      } else if (!warm) {
+        seg.error = new StratavecError('ERR_SEGMENT_CORRUPT', `cold segment ${seg.id}: remote copy ${remote.status}: ${remote.detail ?? ''}`);
+      }
+    }
+    const remoteGood = remote?.status === 'ok' || remote?.action === 'reuploaded';
+    if (!warm && isBad(local) && !seg.error && (remote === undefined || remoteGood)) {
+      try {
+        seg.coldIds = await this.#loadStub(seg); // rebuilt from the remote copy's ids section
+        local.action = 'rebuilt';
+      } catch (err) {
+        if (!(err instanceof StratavecError)) throw err;
+        local.detail = `rebuild failed: ${err.message}`;
+      }
+    }
+    // An operator restored a copy: an unavailable segment whose copies now check out comes back.
+    if (seg.error && (warm ? localGood : remoteGood && (local.status === 'ok' || local.action === 'rebuilt'))) {
+      await this.#revive(seg);
+    }
+  }
+
+  async #revive(seg: SealedSegment): Promise<void> {
+    let ids: StringTable;
+    if (seg.meta.tier === 'warm') {
+      seg.view ??= this.#mapView(seg);
+      seg.verified = true;
+      ids = seg.view.ids;
+    } else {
+      ids = seg.coldIds ?? (await this.#loadStub(seg));
+      seg.coldIds = ids;
+    }
+    seg.error = undefined;
+    if (!seg.indexed) {
+      this.#index(seg, ids);
+      // Rows found superseded while indexing are tombstones now; make them durable.
+      await this.#commit({});
+    }
+  }
+
+  /**
+   * Checks the newest manifest file on disk against the one in memory (the authority while the
+   * collection is open); with `repair`, a bad or missing file is replaced by writing the
+   * in-memory version again as the next version.
+   */
+  async verifyManifest(repair: boolean): Promise<{ collection: string; version: number; status: 'ok' | 'corrupt' | 'repaired'; detail?: string }> {
+    const want = encodeManifest(this.#manifest);
+    let detail: string | undefined;
+    try {
+      const m = await loadLatestManifest(CollectionCore.manifestDir(this.dir));
+      if (!m) detail = 'no manifest file';
+      else if (!encodeManifest(m).equals(want)) detail = `newest file is version ${m.version}, differs from the one in use (v${this.#manifest.version})`;
+    } catch (err) {
+      if (!(err instanceof StratavecError)) throw err;
+      detail = err.message;
+    }
+    const version = this.#manifest.version;
+    if (detail === undefined) return { collection: this.name, version, status: 'ok' };
+    if (!repair) return { collection: this.name, version, status: 'corrupt', detail };
+    await this.#commit({});
+    return { collection: this.name, version: this.#manifest.version, status: 'repaired', detail };
+  }
+
+  /** What compaction planning needs to know of each segment. */
+  compactionCandidates() {
+    return [...this.#sealed.values()].map((s) => ({
+      id: s.id, seq: s.meta.seq, records: s.meta.records, live: s.live,
+      tier: this.#tierOf(s), pinned: s.meta.pinned !== undefined, available: !s.error,
+    }));
+  }
+
+  #compacting: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Merges the live rows of `ids` (local, readable segments) into one new segment built in a
+   * worker, and commits a manifest that lists it instead of them. Rows deleted or overwritten
+   * while it runs are carried over as tombstones (by the same two-step rule as a seal). The
+   * replaced segments become garbage: GC deletes their files and objects after its grace
+   * period, once no search still reads them.
+   */
+  compact(ids: string[]): Promise<CompactionResult> {
+    const run = () => this.#compact(ids);
+    const p = this.#compacting.then(run, run); // one compaction at a time per collection
+    this.#compacting = p.catch(() => undefined);
+    return p;
+  }
+
+  async #compact(ids: string[]): Promise<CompactionResult> {
+    this.checkOpen();
+    const t0 = performance.now();
+    const segs = ids.map((id) => this.#segment(id)).sort((a, b) => a.meta.seq - b.meta.seq);
+    if (new Set(segs).size !== segs.length) throw new StratavecError('ERR_INVALID_ARGUMENT', 'compaction sources repeat a segment');
+    // Every source is locked (in seq order: the only multi-segment lock, so no cycle) for the
+    // whole rewrite, so no migration moves a source from under it.
+    const locked = segs.reduceRight<() => Promise<CompactionResult>>(
+      (inner, seg) => () => seg.exclusive(inner),
+      () => this.#compactLocked(segs, t0),
+    );
+    return locked();
+  }
+
+  async #compactLocked(segs: SealedSegment[], t0: number): Promise<CompactionResult> {
+    this.checkOpen();
+    for (const seg of segs) {
+      if (!this.#sealed.has(seg.id)) throw new StratavecError('ERR_SEGMENT_NOT_FOUND', `segment ${seg.id} no longer exists`);
+      if (seg.meta.tier !== 'warm') throw new StratavecError('ERR_INVALID_ARGUMENT', `segment ${seg.id} is cold; compaction rewrites local segments only`);
+      await this.#readable(seg, true); // CRC-checked (and repaired if need be) before it is merged
+    }
+    const sources = segs.map((seg) => {
+      const rows: number[] = [];
+      for (let r = 0; r < seg.meta.records; r++) if (seg.tomb[r] === 0) rows.push(r);
+      return { seg, rows: Uint32Array.from(rows) };
+    });
+    const total = sources.reduce((n, s) => n + s.rows.length, 0);
+    const records = segs.reduce((n, s) => n + s.meta.records, 0);
+    const removed = new Set(segs.map((s) => s.id));
+    let added: SealedSegment | undefined;
+    let release = () => {};
+    if (total > 0) {
+      const seq = this.#nextSeq++;
+      const id = `${this.name}.${seq}`;
+      const outPath = this.#ctx.warm.pathFor(this.name, seq);
+      const createdAt = this.#ctx.options.clock.now();
+      release = this.#ctx.leases.hold([outPath]);
+      try {
+        const result = await this.#ctx.pool.run('compact', {
+          segmentId: id, collection: this.name, outPath, tmpDir: this.#ctx.tmpDir,
+          dimension: this.dimension, metric: this.metric, hnsw: this.#manifest.hnsw,
+          sources: sources.map(({ seg, rows }) => ({
+            path: this.#ctx.warm.pathFor(this.name, seg.meta.seq), rows, expectRawCrcs: seg.meta.sections.map((x) => x.rawCrc),
+          })),
+          createdAt, seed: seq,
+        });
+        added = new SealedSegment({
+          id, seq, records: total, deleted: [],
+          sections: result.sections.map((x) => ({ kind: x.kind, rawLength: x.rawLength, rawCrc: x.rawCrc })),
+          tier: 'warm',
+          local: { bytes: result.bytes, storedCrcs: result.sections.map((x) => x.storedCrc), codecs: result.sections.map((x) => x.codec) },
+          createdAt,
+        });
+      } catch (err) {
+        release();
+        await this.#ctx.warm.remove(outPath);
+        throw err;
+      }
+    }
+    const fresh = added;
+    // Source rows killed since the snapshot (deletes, overwrites) are tombstones in the new segment.
+    const markDead = () => {
+      if (!fresh) return;
+      let i = 0;
+      for (const { seg, rows } of sources) {
+        for (const r of rows) {
+          if (seg.tomb[r] !== 0) fresh.kill(i);
+          i++;
+        }
+      }
+    };
+    try {
+      await this.#commit({ removed, added: fresh ? [fresh] : [], prepare: markDead });
+    } catch (err) {
+      if (fresh) await this.#ctx.warm.remove(this.#ctx.warm.pathFor(this.name, fresh.meta.seq));
+      throw err;
+    } finally {
+      release();
+    }
+    markDead();
+    // The swap is synchronous: a search snapshot holds either the sources or the new segment.
+    for (const { seg } of sources) this.#sealed.delete(seg.id);
+    if (fresh) {
+      this.#sealed.set(fresh.id, fresh);
+      fresh.view = this.#mapView(fresh);
+      fresh.verified = true; // written by the compaction task from CRC-checked sources
+      fresh.indexed = true;
+      let i = 0;
+      for (const { seg, rows } of sources) {
+        for (const r of rows) {
+          const id = fresh.view.idAt(i);
+          const loc = this.#locations.get(id);
+          if (loc && loc.seg === seg && loc.row === r) this.#locations.set(id, { seg: fresh, row: i });
+          i++;
+        }
+      }
+    }
+    for (const { seg } of sources) this.#retire(seg);
+    if (fresh && this.#ctx.options.uploadOnSeal) this.#scheduleUpload(fresh);
+    return {
+      collection: this.name, sources: segs.map((s) => s.id), segmentId: fresh?.id, records: total,
+      droppedRows: records - total, ms: performance.now() - t0,
+    };
+  }
+
+  /** A segment compaction replaced: out of every map; its files stay leased while read. */
+  #retire(seg: SealedSegment): void {
+    this.#ctx.hot.delete(seg.id);
+    this.#ctx.access.forget(seg.id);
+    const locations = [this.#ctx.warm.pathFor(this.name, seg.meta.seq)];
+    if (seg.meta.remote) locations.push(remoteLocation(seg.meta.remote.key));
+    for (const l of locations) this.#replaced.add(l);
+    if (seg.readers > 0) seg.onIdle = this.#ctx.leases.hold(locations);
+  }
+
+  /** Locations of segments compaction replaced in this process (to tell GC's reasons apart). */
+  readonly #replaced = new Set<string>();
+
+  /**
+   * Every location the current manifest references: local segment files and stubs (absolute
+   * paths) and remote copies (remoteLocation(key)); the remote manifest of the newest version.
+   */
+  references(): { local: Set<string>; remote: Set<string>; replaced: ReadonlySet<string>; manifestVersion: number } {
+    const local = new Set<string>();
+    const remote = new Set<string>();
+    for (const s of this.#sealed.values()) {
+      local.add(s.meta.tier === 'warm' ? this.#ctx.warm.pathFor(this.name, s.meta.seq) : this.#stubPath(s.meta.seq));
+      if (s.meta.remote) remote.add(s.meta.remote.key);
+    }
+    return { local, remote, replaced: this.#replaced, manifestVersion: this.#manifest.version };
+  }
+
+  /** GC deleted a replaced segment's location: stop remembering it. */
+  forgetReplaced(location: string): void {
+    this.#replaced.delete(location);
   }
 
   // ---- introspection ----------------------------------------------------------------------
@@ -950,6 +1408,15 @@ export class CollectionCore {
   get manifest(): Readonly<CollectionManifest> {
     return this.#manifest;
   }
+}
+
+/** Missing or corrupt: a copy to repair. Unreachable says nothing about the copy itself. */
+const isBad = (c: CopyCheck) => c.status === 'missing' || c.status === 'corrupt';
+
+function localStatus(err: StratavecError): CopyCheck['status'] {
+  if (err.code === 'ERR_SEGMENT_NOT_FOUND') return 'missing';
+  if (err.code === 'ERR_SEGMENT_CORRUPT') return 'corrupt';
+  return 'unreachable'; // an I/O error: the file may be fine
 }
 
 const ALL_TIERS: ReadonlySet<Tier> = new Set<Tier>(['hot', 'warm', 'cold']);

@@ -20,6 +20,8 @@ import { AccessTracker } from '../tiers/access-stats.js';
 import { TierStats } from '../tiers/tier-stats.js';
 import { CollectionCore, type EngineContext, type MoveResult, type Tier } from './collection-core.js';
 import { Tiering } from './tiering.js';
+import { LeaseSet } from '../gc/leases.js';
+import { Maintenance, type VerifyOptions, type VerifyReport, type GcOptions, type GcReport, type CompactOptions, type CompactReport } from './maintenance.js';
 import { Collection } from './collection.js';
 import { DirectoryLock } from './lock.js';
 import { fillOptions, type DatabaseOptions, type FilledOptions } from './options.js';
@@ -59,12 +61,16 @@ export class Database {
       cold: new ColdTier(store, pool, tmpDir),
       access,
       tierStats: new TierStats(),
+      leases: new LeaseSet(),
       tmpDir,
       options,
       nudgeTiering: () => this.tiering.nudge(),
     };
     this.tiering = new Tiering({ collections: () => this.#cores.values(), access, options });
+    this.#maintenance = new Maintenance({ dir, ctx: this.#ctx, cores: () => this.#cores });
   }
+
+  readonly #maintenance: Maintenance;
 
   /** Opens (creating if missing) the database in `dir`, recovering every collection. */
   static async open(dir: string, options: DatabaseOptions = {}): Promise<Database> {
@@ -100,6 +106,7 @@ export class Database {
     }
     db.#status = 'open';
     db.tiering.start();
+    db.#maintenance.start();
     return db;
   }
 
@@ -244,6 +251,31 @@ export class Database {
     return this.#coreOfSegment(segmentIds).migrate(segmentIds, tier);
   }
 
+  /**
+   * Checks every copy of every segment (local files, id stubs, remote objects) and each
+   * collection's manifest against reality, and lists what no manifest references. With
+   * `repair: true`, fixes what it can: see README "Verify and repair".
+   */
+  async verify(options: VerifyOptions = {}): Promise<VerifyReport> {
+    this.#checkOpen();
+    return this.#maintenance.verify(options);
+  }
+
+  /**
+   * One garbage-collection pass: marks what no manifest references, deletes what stayed garbage
+   * for the grace period and is not in use. `dryRun: true` reports and changes nothing.
+   */
+  async gc(options: GcOptions = {}): Promise<GcReport> {
+    this.#checkOpen();
+    return this.#maintenance.gc(options);
+  }
+
+  /** Merges small segments and drops deleted rows (README "Compaction"); `dryRun` plans only. */
+  async compact(options: CompactOptions = {}): Promise<CompactReport> {
+    this.#checkOpen();
+    return this.#maintenance.compact(options);
+  }
+
   /** Waits until every write-through upload queued so far has finished (or failed). */
   async flushUploads(): Promise<void> {
     this.#checkOpen();
@@ -279,6 +311,7 @@ export class Database {
       tiers,
       movement: moves,
       tiering: this.tiering.stats(),
+      maintenance: this.#maintenance.stats(),
       workers: this.#ctx.pool.stats(),
     };
   }
@@ -296,6 +329,7 @@ export class Database {
     this.#status = 'closing';
     try {
       await this.tiering.stop();
+      await this.#maintenance.stop();
       for (const core of this.#cores.values()) await core.close();
       this.#ctx.hot.clear();
       await this.#ctx.pool.destroy();

@@ -35,6 +35,7 @@ export interface DatabaseOptions {
    *  vectors instead of being promoted to hot (see README "Tiers"). */
   warmScanMaxRecords?: number;
   tiering?: TieringOptions;
+  maintenance?: MaintenanceOptions;
   /** Transfer tuning for the object store. */
   objectStoreTuning?: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
 }
@@ -51,6 +52,20 @@ export interface TieringOptions {
   halfLifeMs?: number;
 }
 
+/** Background maintenance (README "Maintenance"). An interval of 0 turns that loop off. */
+export interface MaintenanceOptions {
+  /** How often garbage collection runs. Default 10 minutes. */
+  gcIntervalMs?: number;
+  /** How long something stays garbage before GC deletes it. Default 1 hour. */
+  gcGraceMs?: number;
+  /** How often the scrub (verify with repair, every copy) runs. Default 24 hours. */
+  scrubIntervalMs?: number;
+  /** The scrub's read budget. Default 32 MiB/s. */
+  scrubBytesPerSecond?: number;
+  /** How often compaction looks for small or tombstone-heavy segments. Default 10 minutes. */
+  compactIntervalMs?: number;
+}
+
 export interface FilledOptions {
   objectStore: string | S3ObjectStoreOptions;
   hotBytes: number;
@@ -61,6 +76,7 @@ export interface FilledOptions {
   uploadOnSeal: boolean;
   warmScanMaxRecords: number;
   tiering: { policy: TieringPolicy | undefined; intervalMs: number; highWatermark: number; lowWatermark: number; halfLifeMs: number };
+  maintenance: Required<MaintenanceOptions>;
   objectStoreTuning: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
 }
 
@@ -76,6 +92,13 @@ export const kDefaultOptions = Object.freeze({
   // index) needs 8-36 queries. See README "Tiers".
   warmScanMaxRecords: 2_000,
   tiering: Object.freeze({ intervalMs: 30_000, highWatermark: 0.9, lowWatermark: 0.7, halfLifeMs: 10 * 60_000 }),
+  maintenance: Object.freeze({
+    gcIntervalMs: 10 * 60_000,
+    gcGraceMs: 60 * 60_000,
+    scrubIntervalMs: 24 * 3600_000,
+    scrubBytesPerSecond: 32 * 1024 * 1024,
+    compactIntervalMs: 10 * 60_000,
+  }),
 });
 
 const MAX_SEGMENT_RECORDS = 10_000_000;
@@ -121,6 +144,7 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
       ? kDefaultOptions.warmScanMaxRecords
       : positiveInt('warmScanMaxRecords', o.warmScanMaxRecords, 0, MAX_SEGMENT_RECORDS),
     tiering: fillTiering(o.tiering),
+    maintenance: fillMaintenance(o.maintenance),
     objectStoreTuning: { ...(o.objectStoreTuning ?? {}) },
   };
 }
@@ -151,5 +175,21 @@ function fillTiering(t: TieringOptions | undefined): FilledOptions['tiering'] {
     highWatermark: high,
     lowWatermark: low,
     halfLifeMs: o.halfLifeMs === undefined ? d.halfLifeMs : positiveInt('tiering.halfLifeMs', o.halfLifeMs, 1, Number.MAX_SAFE_INTEGER),
+  };
+}
+
+function fillMaintenance(m: MaintenanceOptions | undefined): Required<MaintenanceOptions> {
+  if (m !== undefined && (typeof m !== 'object' || m === null)) throw new TypeError('option maintenance must be an object');
+  const d = kDefaultOptions.maintenance;
+  const o = m ?? {};
+  const day = 24 * 3600_000;
+  const pick = (key: keyof MaintenanceOptions, min: number, max: number) =>
+    o[key] === undefined ? d[key] : positiveInt(`maintenance.${key}`, o[key], min, max);
+  return {
+    gcIntervalMs: pick('gcIntervalMs', 0, 7 * day),
+    gcGraceMs: pick('gcGraceMs', 0, 365 * day),
+    scrubIntervalMs: pick('scrubIntervalMs', 0, 365 * day),
+    scrubBytesPerSecond: pick('scrubBytesPerSecond', 1, Number.MAX_SAFE_INTEGER),
+    compactIntervalMs: pick('compactIntervalMs', 0, 7 * day),
   };
 }

@@ -25,6 +25,12 @@ export class SealedSegment {
   /** Whether every section of the local file was CRC-checked since it was mapped (true), or the
    *  check in flight; undefined until the first read needs it. */
   verified: true | Promise<void> | undefined;
+  /** Whether its rows are in the collection's id -> location map (false if unreadable at open). */
+  indexed = false;
+  /** Searches reading it now; a segment compaction replaced keeps a GC lease until this is 0. */
+  readers = 0;
+  /** Called when `readers` drops to 0 (set when the segment is replaced while being read). */
+  onIdle: (() => void) | undefined;
 
   constructor(meta: ManifestSegment) {
     this.meta = meta;
@@ -56,6 +62,18 @@ export class SealedSegment {
     const out: number[] = [];
     for (let r = 0; r < this.tomb.length; r++) if (this.tomb[r] === 1) out.push(r);
     return out;
+  }
+
+  enter(): void {
+    this.readers++;
+  }
+
+  leave(): void {
+    if (--this.readers === 0 && this.onIdle) {
+      const idle = this.onIdle;
+      this.onIdle = undefined;
+      idle();
+    }
   }
 
   /** Runs `fn` after every earlier migration of this segment has settled. */

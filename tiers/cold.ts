@@ -106,6 +106,27 @@ export class ColdTier {
     }
   }
 
+  /**
+   * Checks a remote copy end to end without keeping it: downloads it to a temp file and, in a
+   * worker, checks its size, every stored CRC32, and every decoded section against the manifest's
+   * raw CRC32s. Throws ERR_OBJECT_NOT_FOUND (missing), ERR_SEGMENT_CORRUPT (bad), or the store's
+   * own error (unreachable: that says nothing about the copy).
+   */
+  async verify(remote: RemoteCopy, expectRawCrcs: number[]): Promise<{ bytes: number; ms: number }> {
+    const t0 = performance.now();
+    const tmp = this.#tmp('check');
+    try {
+      const got = await this.store.getToFile(remote.key, tmp);
+      if (got !== remote.bytes) {
+        throw new StratavecError('ERR_SEGMENT_CORRUPT', `remote copy ${remote.key} is ${got} bytes, the manifest says ${remote.bytes}`);
+      }
+      await this.#pool.run('verifyColdCopy', { src: tmp, expectRawCrcs });
+      return { bytes: got, ms: performance.now() - t0 };
+    } finally {
+      await fsp.rm(tmp, { force: true });
+    }
+  }
+
   /** The section table of a remote copy, by two ranged GETs (trailer, then table). */
   async readTable(key: string, size: number): Promise<SectionEntry[]> {
     if (size < TRAILER_SIZE) throw new StratavecError('ERR_SEGMENT_CORRUPT', `remote copy ${key} is too short`);

@@ -12,6 +12,7 @@ import {
   Codec, encodeSegment, writeSegmentFile, SegmentReader, SectionKind, HEADER_SIZE, TRAILER_SIZE,
   type SectionEntry, type SectionInput,
 } from '../format/segment.js';
+import type { VerifyResult } from './verify.js';
 import { encodeSection, decodeSection, deflateImplFor, SHUFFLE_ELEMENT_SIZE, type DeflateImpl } from './codec.js';
 
 export interface EncodeColdCopyTask {
@@ -50,6 +51,13 @@ export interface DecodeColdCopyTask {
   dest: string;
   /** The raw CRC32 of each section in table order, as the manifest recorded them. */
   expectRawCrcs?: number[];
+}
+
+export interface VerifyColdCopyTask {
+  /** The compressed copy (e.g. a downloaded object). */
+  src: string;
+  /** The raw CRC32 of each section in table order, as the manifest recorded them. */
+  expectRawCrcs: number[];
 }
 
 export interface DecodeColdCopyResult {
@@ -172,10 +180,8 @@ function checkExpectRawCrcs(expect: unknown): number[] | undefined {
   return expect as number[];
 }
 
-export async function decodeColdCopy(task: DecodeColdCopyTask): Promise<DecodeColdCopyResult> {
-  const t0 = performance.now();
-  const { src, dest } = checkPaths(task);
-  const expect = checkExpectRawCrcs(task.expectRawCrcs);
+/** Opens a compressed copy, checks every stored byte, and holds its table against `expect`. */
+async function openCopy(src: string, expect: number[] | undefined): Promise<SegmentReader> {
   const reader = await openVerified(src, 'read');
   const sections = reader.sections;
   if (expect !== undefined) {
@@ -187,6 +193,14 @@ export async function decodeColdCopy(task: DecodeColdCopyTask): Promise<DecodeCo
       }
     });
   }
+  return reader;
+}
+
+export async function decodeColdCopy(task: DecodeColdCopyTask): Promise<DecodeColdCopyResult> {
+  const t0 = performance.now();
+  const { src, dest } = checkPaths(task);
+  const reader = await openCopy(src, checkExpectRawCrcs(task.expectRawCrcs));
+  const sections = reader.sections;
   const impl = deflateImplFor('decompress');
   const inputs: SectionInput[] = sections.map((s) => ({ kind: s.kind, data: rawSection(reader, s, impl) }));
   const { dimension, metric, count } = reader.header;
@@ -198,4 +212,18 @@ export async function decodeColdCopy(task: DecodeColdCopyTask): Promise<DecodeCo
   });
   await writeSegmentFile(dest, encoded);
   return { bytes: encoded.size, sections: encoded.sections, ms: performance.now() - t0 };
+}
+
+/**
+ * Checks a compressed copy as a restore would, without writing anything: every stored CRC, the
+ * padding, the table against the manifest, and every section decoded and its raw CRC checked.
+ */
+export async function verifyColdCopy(task: VerifyColdCopyTask): Promise<VerifyResult> {
+  if (task === null || typeof task !== 'object' || typeof task.src !== 'string') throw new TypeError('task.src must be a path');
+  const expect = checkExpectRawCrcs(task.expectRawCrcs);
+  if (expect === undefined) throw new TypeError('task.expectRawCrcs is required');
+  const reader = await openCopy(task.src, expect);
+  const impl = deflateImplFor('decompress');
+  for (const s of reader.sections) rawSection(reader, s, impl);
+  return { bytes: reader.size, sections: reader.sections.length, rawCrcs: reader.sections.map((s) => s.rawCrc) };
 }

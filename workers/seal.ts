@@ -50,25 +50,51 @@ export async function seal(task: SealTask): Promise<SealResult> {
   const n = task.ids.length;
   if (vectors.length !== n * dim) throw new RangeError(`seal: ${vectors.length / dim} vectors for ${n} ids`);
 
+  return buildSegmentFile({ ...task, vectors, ids: task.ids, payloads: task.payloads });
+}
+
+/** What a new segment file is made of; shared by seal and compaction. */
+export interface SegmentContents {
+  segmentId: string;
+  collection: string;
+  outPath: string;
+  tmpDir: string;
+  dimension: number;
+  metric: Metric;
+  hnsw: HnswParams;
+  /** `ids.length` rows, row-major. */
+  vectors: Float32Array;
+  ids: string[];
+  payloads: (string | null)[];
+  createdAt: number;
+  seed: number;
+}
+
+/** Builds the HNSW index over `vectors` and writes the segment file by the crash-safe recipe. */
+export async function buildSegmentFile(c: SegmentContents): Promise<SealResult> {
+  const dim = c.dimension;
+  const n = c.ids.length;
+  const { vectors } = c;
   const t0 = performance.now();
-  const index = HnswIndex.build(vectors, dim, n, task.metric, task.hnsw, { seed: task.seed });
-  const indexBytes = await index.toBytes(task.tmpDir);
+  const index = HnswIndex.build(vectors, dim, n, c.metric, c.hnsw, { seed: c.seed });
+  const indexBytes = await index.toBytes(c.tmpDir);
+  index.dispose();
   const t1 = performance.now();
 
   const meta = Buffer.from(JSON.stringify({
-    segmentId: task.segmentId, collection: task.collection, createdAt: task.createdAt,
-    dimension: dim, metric: task.metric, count: n, hnsw: task.hnsw,
+    segmentId: c.segmentId, collection: c.collection, createdAt: c.createdAt,
+    dimension: dim, metric: c.metric, count: n, hnsw: c.hnsw,
   }));
   const sections: SectionInput[] = [
     { kind: SectionKind.meta, data: meta },
     { kind: SectionKind.vectors, data: new Uint8Array(vectors.buffer, vectors.byteOffset, vectors.byteLength) },
-    { kind: SectionKind.ids, data: encodeStringTable(task.ids) },
-    { kind: SectionKind.payloads, data: encodeStringTable(task.payloads) },
+    { kind: SectionKind.ids, data: encodeStringTable(c.ids) },
+    { kind: SectionKind.payloads, data: encodeStringTable(c.payloads) },
     { kind: SectionKind.hnsw, data: indexBytes },
-    { kind: SectionKind.idLookup, data: encodeIdLookup(task.ids) },
+    { kind: SectionKind.idLookup, data: encodeIdLookup(c.ids) },
   ];
-  const encoded = encodeSegment({ dimension: dim, metric: task.metric, count: n }, sections);
-  await writeSegmentFile(task.outPath, encoded);
+  const encoded = encodeSegment({ dimension: dim, metric: c.metric, count: n }, sections);
+  await writeSegmentFile(c.outPath, encoded);
   const t2 = performance.now();
   return { bytes: encoded.size, sections: encoded.sections, buildMs: t1 - t0, writeMs: t2 - t1 };
 }

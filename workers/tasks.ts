@@ -5,9 +5,11 @@ import { StratavecError } from '../format/errors.js';
 import { seal as sealImpl, type SealTask, type SealResult } from './seal.js';
 import { verifySegment as verifyImpl, type VerifyTask, type VerifyResult } from './verify.js';
 import {
-  encodeColdCopy as encodeColdImpl, decodeColdCopy as decodeColdImpl,
+  encodeColdCopy as encodeColdImpl, decodeColdCopy as decodeColdImpl, verifyColdCopy as verifyColdImpl,
   type EncodeColdCopyTask, type EncodeColdCopyResult, type DecodeColdCopyTask, type DecodeColdCopyResult,
+  type VerifyColdCopyTask,
 } from './cold-copy.js';
+import { compact as compactImpl, type CompactTask } from './compact.js';
 
 export interface TaskFailure {
   failed: { code: string; message: string };
@@ -36,4 +38,12 @@ export function encodeColdCopy(task: EncodeColdCopyTask): Promise<EncodeColdCopy
 
 export function decodeColdCopy(task: DecodeColdCopyTask): Promise<DecodeColdCopyResult | TaskFailure> {
   return guard(() => decodeColdImpl(task));
+}
+
+export function verifyColdCopy(task: VerifyColdCopyTask): Promise<VerifyResult | TaskFailure> {
+  return guard(() => verifyColdImpl(task));
+}
+
+export function compact(task: CompactTask): Promise<SealResult | TaskFailure> {
+  return guard(() => compactImpl(task));
 }

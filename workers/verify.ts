@@ -11,10 +11,12 @@ export interface VerifyTask {
 export interface VerifyResult {
   bytes: number;
   sections: number;
+  /** Each section's raw CRC32 in table order, for the caller to hold against its manifest. */
+  rawCrcs: number[];
 }
 
 export async function verifySegment(task: VerifyTask): Promise<VerifyResult> {
   const reader = SegmentReader.open(mapReadOnly(task.path, { minSize: HEADER_SIZE + TRAILER_SIZE, sequential: true }));
   reader.verifyAll();
-  return { bytes: reader.size, sections: reader.sections.length };
+  return { bytes: reader.size, sections: reader.sections.length, rawCrcs: reader.sections.map((s) => s.rawCrc) };
 }
