@@ -92,10 +92,12 @@ export interface CopyCheck {
   copy: 'local' | 'stub' | 'remote';
   /** A path relative to the database directory, or the object key. */
   location: string;
-  status: 'ok' | 'missing' | 'corrupt' | 'unreachable';
+  /** absent: no remote copy was made yet (its upload is queued, failed, or was cut by a close):
+   *  not damage, but the local file is the only copy; repair uploads one. */
+  status: 'ok' | 'missing' | 'corrupt' | 'unreachable' | 'absent';
   detail?: string;
   /** What repair did about it. */
-  action?: 'refetched' | 'reuploaded' | 'rebuilt' | 'quarantined';
+  action?: 'refetched' | 'reuploaded' | 'uploaded' | 'rebuilt' | 'quarantined';
   /** Bytes read to check it. */
   bytes: number;
 }
@@ -1102,8 +1104,8 @@ export class CollectionCore {
     const key = remote?.key ?? this.#ctx.cold.segmentKey(this.name, seg.id);
     const out: CopyCheck = { copy: 'remote', location: key, status: 'ok', bytes: 0 };
     if (!remote) {
-      out.status = 'missing';
-      out.detail = 'no remote copy recorded';
+      out.status = 'absent';
+      out.detail = 'no remote copy yet';
       return out;
     }
     try {
@@ -1132,11 +1134,11 @@ export class CollectionCore {
       }
     }
     const localGood = warm && (local.status === 'ok' || local.action === 'refetched');
-    if (remote && isBad(remote)) {
-      if (localGood && remote.action === undefined) {
+    if (remote && (isBad(remote) || remote.status === 'absent')) {
+      if (localGood) {
         try {
           await this.#ensureRemote(seg, true);
-          remote.action = 'reuploaded';
+          remote.action = remote.status === 'absent' ? 'uploaded' : 'reuploaded';
         } catch (err) {
           if (!(err instanceof StratavecError)) throw err;
           remote.detail = `re-upload failed: ${err.message}`;
@@ -1145,7 +1147,7 @@ export class CollectionCore {
         seg.error = new StratavecError('ERR_SEGMENT_CORRUPT', `cold segment ${seg.id}: remote copy ${remote.status}: ${remote.detail ?? ''}`);
       }
     }
-    const remoteGood = remote?.status === 'ok' || remote?.action === 'reuploaded';
+    const remoteGood = remote?.status === 'ok' || remote?.action === 'reuploaded' || remote?.action === 'uploaded';
     if (!warm && isBad(local) && !seg.error && (remote === undefined || remoteGood)) {
       try {
         seg.coldIds = await this.#loadStub(seg); // rebuilt from the remote copy's ids section
