@@ -58,7 +58,7 @@ export class Database {
       pool,
       hot: new HotTier(options.hotBytes),
       warm: new WarmTier(path.join(dir, 'collections')),
-      cold: new ColdTier(store, pool, tmpDir),
+      cold: new ColdTier(store, pool, tmpDir, { minSavings: options.compressionMinSavings }),
       access,
       tierStats: new TierStats(),
       leases: new LeaseSet(),

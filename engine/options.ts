@@ -36,6 +36,10 @@ export interface DatabaseOptions {
   warmScanMaxRecords?: number;
   tiering?: TieringOptions;
   maintenance?: MaintenanceOptions;
+  /** A cold section is stored compressed only if that saves at least this fraction. Default 0.1. */
+  compressionMinSavings?: number;
+  /** A pool task running longer than this fails with ERR_WORKER_TIMEOUT; 0 (default) never. */
+  taskTimeoutMs?: number;
   /** Transfer tuning for the object store. */
   objectStoreTuning?: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
 }
@@ -77,6 +81,8 @@ export interface FilledOptions {
   warmScanMaxRecords: number;
   tiering: { policy: TieringPolicy | undefined; intervalMs: number; highWatermark: number; lowWatermark: number; halfLifeMs: number };
   maintenance: Required<MaintenanceOptions>;
+  compressionMinSavings: number;
+  taskTimeoutMs: number;
   objectStoreTuning: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
 }
 
@@ -92,6 +98,8 @@ export const kDefaultOptions = Object.freeze({
   // index) needs 8-36 queries. See README "Tiers".
   warmScanMaxRecords: 2_000,
   tiering: Object.freeze({ intervalMs: 30_000, highWatermark: 0.9, lowWatermark: 0.7, halfLifeMs: 10 * 60_000 }),
+  // workers/codec.ts DEFAULT_MIN_SAVINGS: below a 10% saving, decoding costs more than the bytes.
+  compressionMinSavings: 0.1,
   maintenance: Object.freeze({
     gcIntervalMs: 10 * 60_000,
     gcGraceMs: 60 * 60_000,
@@ -145,6 +153,8 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
       : positiveInt('warmScanMaxRecords', o.warmScanMaxRecords, 0, MAX_SEGMENT_RECORDS),
     tiering: fillTiering(o.tiering),
     maintenance: fillMaintenance(o.maintenance),
+    compressionMinSavings: fraction('compressionMinSavings', o.compressionMinSavings, kDefaultOptions.compressionMinSavings, true),
+    taskTimeoutMs: o.taskTimeoutMs === undefined ? 0 : positiveInt('taskTimeoutMs', o.taskTimeoutMs, 0, 24 * 3600_000),
     objectStoreTuning: { ...(o.objectStoreTuning ?? {}) },
   };
 }
@@ -154,10 +164,10 @@ function bool(name: string, v: unknown): boolean {
   return v;
 }
 
-function fraction(name: string, v: unknown, fallback: number): number {
+function fraction(name: string, v: unknown, fallback: number, zeroOk = false): number {
   if (v === undefined) return fallback;
   if (typeof v !== 'number') throw new TypeError(`option ${name} must be a number`);
-  if (!(v > 0 && v <= 1)) throw new StratavecError('ERR_INVALID_ARGUMENT', `option ${name} must be in (0, 1], got ${v}`);
+  if (!((zeroOk ? v >= 0 : v > 0) && v <= 1)) throw new StratavecError('ERR_INVALID_ARGUMENT', `option ${name} must be in ${zeroOk ? '[0' : '(0'}, 1], got ${v}`);
   return v;
 }
 

@@ -33,11 +33,13 @@ export class ColdTier {
   readonly store: ObjectStore;
   readonly #pool: WorkerPool;
   readonly #tmpDir: string;
+  readonly #minSavings: number | undefined;
 
-  constructor(store: ObjectStore, pool: WorkerPool, tmpDir: string) {
+  constructor(store: ObjectStore, pool: WorkerPool, tmpDir: string, opts: { minSavings?: number } = {}) {
     this.store = store;
     this.#pool = pool;
     this.#tmpDir = tmpDir;
+    this.#minSavings = opts.minSavings;
   }
 
   segmentKey(collection: string, segmentId: string): string {
@@ -61,7 +63,7 @@ export class ColdTier {
     const t0 = performance.now();
     const tmp = this.#tmp('up');
     try {
-      const enc = await this.#pool.run('encodeColdCopy', { src, dest: tmp });
+      const enc = await this.#pool.run('encodeColdCopy', { src, dest: tmp, ...(this.#minSavings === undefined ? {} : { minSavings: this.#minSavings }) });
       checkRawCrcs(enc.sections, expectRawCrcs, key);
       await this.store.putFile(key, tmp);
       const info = await this.store.head(key);
