@@ -7,8 +7,7 @@
 import { StratavecError } from '../format/errors.js';
 import { mapReadOnly } from '../format/mapped-file.js';
 import { SegmentReader, SectionKind, StringTable, HEADER_SIZE, TRAILER_SIZE } from '../format/segment.js';
-import type { HnswParams, Metric } from '../index/hnsw.js';
-import { buildSegmentFile, type SealResult } from './seal.js';
+import { buildSegmentFile, type SealResult, type SegmentTarget } from './seal.js';
 
 export interface CompactSource {
   path: string;
@@ -18,17 +17,8 @@ export interface CompactSource {
   expectRawCrcs: number[];
 }
 
-export interface CompactTask {
-  segmentId: string;
-  collection: string;
-  outPath: string;
-  tmpDir: string;
-  dimension: number;
-  metric: Metric;
-  hnsw: HnswParams;
+export interface CompactTask extends SegmentTarget {
   sources: CompactSource[];
-  createdAt: number;
-  seed: number;
 }
 
 export async function compact(task: CompactTask): Promise<SealResult> {
@@ -56,9 +46,6 @@ export async function compact(task: CompactTask): Promise<SealResult> {
       payloads.push(payloadTable.get(r));
     }
   }
-  return buildSegmentFile({
-    segmentId: task.segmentId, collection: task.collection, outPath: task.outPath, tmpDir: task.tmpDir,
-    dimension: dim, metric: task.metric, hnsw: task.hnsw, vectors, ids, payloads,
-    createdAt: task.createdAt, seed: task.seed,
-  });
+  const { sources: _read, ...target } = task;
+  return buildSegmentFile({ ...target, vectors, ids, payloads });
 }

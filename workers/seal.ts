@@ -9,7 +9,8 @@ import {
 } from '../format/segment.js';
 import { HnswIndex, type HnswParams, type Metric } from '../index/hnsw.js';
 
-export interface SealTask {
+/** The new segment a seal or a compaction writes: its identity, shape and where it goes. */
+export interface SegmentTarget {
   segmentId: string;
   collection: string;
   outPath: string;
@@ -17,6 +18,12 @@ export interface SealTask {
   dimension: number;
   metric: Metric;
   hnsw: HnswParams;
+  createdAt: number;
+  /** HNSW level generator seed, so a rebuild is reproducible. */
+  seed: number;
+}
+
+export interface SealTask extends SegmentTarget {
   /** The growing segment's vector storage (row-major float32), shared, not copied. */
   vectors: SharedArrayBuffer;
   /** Rows of the growing segment in the growing storage. */
@@ -26,8 +33,6 @@ export interface SealTask {
   /** Ids and payload JSON of the kept rows, in output order. */
   ids: string[];
   payloads: (string | null)[];
-  createdAt: number;
-  seed: number;
 }
 
 export interface SealResult {
@@ -50,24 +55,15 @@ export async function seal(task: SealTask): Promise<SealResult> {
   const n = task.ids.length;
   if (vectors.length !== n * dim) throw new RangeError(`seal: ${vectors.length / dim} vectors for ${n} ids`);
 
-  return buildSegmentFile({ ...task, vectors, ids: task.ids, payloads: task.payloads });
+  return buildSegmentFile({ ...task, vectors });
 }
 
 /** What a new segment file is made of; shared by seal and compaction. */
-export interface SegmentContents {
-  segmentId: string;
-  collection: string;
-  outPath: string;
-  tmpDir: string;
-  dimension: number;
-  metric: Metric;
-  hnsw: HnswParams;
+export interface SegmentContents extends SegmentTarget {
   /** `ids.length` rows, row-major. */
   vectors: Float32Array;
   ids: string[];
   payloads: (string | null)[];
-  createdAt: number;
-  seed: number;
 }
 
 /** Builds the HNSW index over `vectors` and writes the segment file by the crash-safe recipe. */
