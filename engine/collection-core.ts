@@ -122,6 +122,8 @@ export interface CompactionResult {
   records: number;
   droppedRows: number;
   ms: number;
+  /** Why nothing was done: the planned sources changed (moved, compacted, became unreadable). */
+  skipped?: string;
 }
 
 export interface SealStats {
@@ -926,7 +928,9 @@ export class CollectionCore {
   }
 
   async #demoteToCold(seg: SealedSegment): Promise<void> {
-    const view = this.#viewOf(seg);
+    // The stub is cut from the local copy: it must be a verified one (verify may have just
+    // withdrawn its trust), repaired from the remote copy first if need be.
+    const view = await this.#readable(seg, true);
     await this.#ensureRemote(seg);
     const local = seg.meta.local;
     const { local: _gone, ...rest } = seg.meta;
@@ -1049,7 +1053,8 @@ export class CollectionCore {
       }
       if (opts.repair) await this.#repairCopies(seg, local, remote);
       const bad = check.copies.filter(isBad);
-      if (seg.error) check.status = 'unavailable';
+      const noGoodCopy = warm ? isBad(local) && (remote === undefined || isBad(remote)) && local.action !== 'refetched' : remote !== undefined && isBad(remote);
+      if (seg.error || (noGoodCopy && !opts.repair)) check.status = 'unavailable';
       else if (bad.length === 0) check.status = 'ok';
       else check.status = bad.every((c) => c.action !== undefined && c.action !== 'quarantined') ? 'repaired' : 'damaged';
       return check;
@@ -1242,12 +1247,25 @@ export class CollectionCore {
     return locked();
   }
 
-  async #compactLocked(segs: SealedSegment[], t0: number): Promise<CompactionResult> {
+  async #compactLocked(planned: SealedSegment[], t0: number): Promise<CompactionResult> {
     this.checkOpen();
-    for (const seg of segs) {
-      if (!this.#sealed.has(seg.id)) throw new StratavecError('ERR_SEGMENT_NOT_FOUND', `segment ${seg.id} no longer exists`);
-      if (seg.meta.tier !== 'warm') throw new StratavecError('ERR_INVALID_ARGUMENT', `segment ${seg.id} is cold; compaction rewrites local segments only`);
-      await this.#readable(seg, true); // CRC-checked (and repaired if need be) before it is merged
+    // The plan was made before the locks were taken: a source may have been moved to cold,
+    // compacted by someone else, or found unreadable since. Merge what is still mergeable.
+    const segs: SealedSegment[] = [];
+    for (const seg of planned) {
+      if (!this.#sealed.has(seg.id) || seg.meta.tier !== 'warm' || seg.error) continue;
+      try {
+        await this.#readable(seg, true); // CRC-checked (and repaired if need be) before it is merged
+        segs.push(seg);
+      } catch (err) {
+        if (!(err instanceof StratavecError)) throw err;
+      }
+    }
+    if (segs.length === 0 || (segs.length === 1 && segs[0]!.deleted === 0 && planned.length > 1)) {
+      return {
+        collection: this.name, sources: planned.map((s) => s.id), segmentId: undefined, records: 0, droppedRows: 0,
+        ms: performance.now() - t0, skipped: 'the planned sources moved, were compacted or became unreadable meanwhile',
+      };
     }
     const sources = segs.map((seg) => {
       const rows: number[] = [];

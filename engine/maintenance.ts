@@ -77,6 +77,8 @@ export interface CompactReport {
 /** Remote manifest versions kept per collection: readers on other machines may be on the previous one. */
 const KEEP_REMOTE_MANIFESTS = 2;
 const MANIFEST_KEY_RE = /^(\d{12})\.manifest$/;
+/** A temp file younger than this may be mid-write whatever the grace period says (even 0). */
+const MIN_TEMP_AGE_MS = 10 * 60_000;
 
 interface LoopStats {
   runs: number;
@@ -96,6 +98,7 @@ export class Maintenance {
   readonly #cores: () => ReadonlyMap<string, CollectionCore>;
   #marks: Promise<MarkBook> | undefined;
   #gcChain: Promise<unknown> = Promise.resolve();
+  #compactChain: Promise<unknown> = Promise.resolve();
   #stopping = false;
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #running = new Set<Promise<unknown>>();
@@ -211,8 +214,8 @@ export class Maintenance {
       if (!st) return;
       // A temp file has no lease (its writer is mid-recipe); only one older than the grace
       // period by the wall clock can be a crash's leftover.
-      if (reason === 'temp-file' && wallNow - st.mtimeMs < graceMs) return;
-      items.push({ kind: 'file', location: full, bytes: st.isDirectory() ? 0 : st.size, reason, identity: `${st.size}:${st.mtimeMs}` });
+      if (reason === 'temp-file' && wallNow - st.mtimeMs < Math.max(graceMs, MIN_TEMP_AGE_MS)) return;
+      items.push({ kind: 'file', location: full, bytes: st.isDirectory() ? 0 : st.size, reason, identity: fileIdentity(st) });
     };
     for (const name of await readdirOrEmpty(colRoot)) {
       const full = path.join(colRoot, name);
@@ -234,6 +237,7 @@ export class Maintenance {
       for (const f of await readdirOrEmpty(path.join(full, 'quarantine'))) await file(path.join(full, 'quarantine', f), 'quarantined');
     }
     for (const f of await readdirOrEmpty(path.join(this.#dir, 'trash'))) await file(path.join(this.#dir, 'trash', f), 'dropped-collection');
+    for (const f of await readdirOrEmpty(this.#dir)) if (f.startsWith(TEMP_PREFIX)) await file(path.join(this.#dir, f), 'temp-file'); // e.g. a marks save cut short
 
     const store = this.#ctx.cold.store;
     const manifests = new Map<string, { key: string; version: number; info: { size: number; etag?: string; lastModified: number } }[]>();
@@ -241,7 +245,7 @@ export class Maintenance {
       const [coll, kind, rest, ...extra] = o.key.split('/');
       if (coll === undefined || rest === undefined || extra.length > 0) continue; // not our layout: left alone
       const object = (reason: GarbageItem['reason']) => items.push({
-        kind: 'object', location: remoteLocation(o.key), bytes: o.size, reason, identity: `${o.size}:${o.etag ?? o.lastModified}`,
+        kind: 'object', location: remoteLocation(o.key), bytes: o.size, reason, identity: objectIdentity(o),
       });
       const core = cores.get(coll);
       if (kind === 'segments') {
@@ -261,11 +265,16 @@ export class Maintenance {
         }
       }
     }
-    for (const list of manifests.values()) {
-      list.sort((a, b) => b.version - a.version);
-      for (const m of list.slice(KEEP_REMOTE_MANIFESTS)) {
-        items.push({ kind: 'object', location: remoteLocation(m.key), bytes: m.info.size, reason: 'old-manifest', identity: `${m.info.size}:${m.info.etag ?? m.info.lastModified}` });
-      }
+    for (const [coll, list] of manifests) {
+      // A version above the collection's own is a dropped collection's of the same name (left
+      // behind when the store was unreachable): never count it among the ones kept.
+      const current = cores.get(coll)!.references().manifestVersion;
+      const objectItem = (m: (typeof list)[number], reason: GarbageItem['reason']) => items.push({
+        kind: 'object', location: remoteLocation(m.key), bytes: m.info.size, reason, identity: objectIdentity(m.info),
+      });
+      const ours = list.filter((m) => m.version <= current).sort((a, b) => b.version - a.version);
+      for (const m of list) if (m.version > current) objectItem(m, 'dropped-collection');
+      for (const m of ours.slice(KEEP_REMOTE_MANIFESTS)) objectItem(m, 'old-manifest');
     }
     for (const u of await store.listIncompleteUploads('')) {
       items.push({ kind: 'upload', location: `upload:${u.key}#${u.uploadId}`, bytes: 0, reason: 'incomplete-upload', identity: u.uploadId });
@@ -273,8 +282,22 @@ export class Maintenance {
     return items;
   }
 
-  /** Re-checked right before a delete, against the references as they are now. */
-  #stillGarbage(item: GarbageItem): boolean {
+  /**
+   * Re-checked right before a delete: still the same file or object that was marked (a new one
+   * under the same name gets its own grace period), and still unreferenced.
+   */
+  async #stillGarbage(item: GarbageItem): Promise<boolean> {
+    if (item.kind === 'file') {
+      const st = await statOrUndefined(item.location);
+      if (!st || fileIdentity(st) !== item.identity) return false;
+    } else if (item.kind === 'object') {
+      const info = await this.#ctx.cold.store.head(item.location.slice('remote:'.length));
+      if (!info || objectIdentity(info) !== item.identity) return false;
+    }
+    return this.#unreferenced(item);
+  }
+
+  #unreferenced(item: GarbageItem): boolean {
     const cores = this.#cores();
     if (item.kind === 'file') {
       const rel = path.relative(this.#ctx.warm.root, item.location).split(path.sep);
@@ -284,8 +307,14 @@ export class Maintenance {
     if (item.kind === 'object') {
       const key = item.location.slice('remote:'.length);
       const core = cores.get(key.split('/')[0]!);
+      if (item.kind === 'object' && key.split('/')[1] === 'manifest') {
+        // old-manifest, or a dropped namesake's newer version: still not one this collection
+        // will write again unless its own version has caught up with it.
+        const v = Number(MANIFEST_KEY_RE.exec(key.split('/')[2] ?? '')?.[1]);
+        return !core || item.reason === 'old-manifest' || v > core.references().manifestVersion;
+      }
       if (item.reason === 'dropped-collection') return !core;
-      return item.reason === 'old-manifest' || !core?.references().remote.has(key);
+      return !core?.references().remote.has(key);
     }
     return true; // an incomplete upload is never referenced; an in-flight one holds a lease
   }
@@ -304,8 +333,16 @@ export class Maintenance {
 
   // ---- compaction ---------------------------------------------------------------------------
 
-  async compact(opts: CompactOptions = {}): Promise<CompactReport> {
+  /** Plans and runs compaction; serialised, so two callers never plan the same groups. */
+  compact(opts: CompactOptions = {}): Promise<CompactReport> {
     if (typeof opts !== 'object' || opts === null) throw new TypeError('compact expects an options object');
+    const run = () => this.#compact(opts);
+    const p = this.#compactChain.then(run, run);
+    this.#compactChain = p.catch(() => undefined);
+    return p;
+  }
+
+  async #compact(opts: CompactOptions): Promise<CompactReport> {
     const t0 = performance.now();
     const report: CompactReport = { dryRun: opts.dryRun === true, plans: [], results: [], ms: 0 };
     for (const core of this.#selected(opts.collections)) {
@@ -381,12 +418,21 @@ export class Maintenance {
     this.#timers.clear();
     await Promise.all([...this.#running]);
     await this.#gcChain;
+    await this.#compactChain;
   }
 
   stats() {
     const s = this.#stats;
     return { gc: { ...s.gc }, scrub: { ...s.scrub }, compaction: { ...s.compaction } };
   }
+}
+
+function fileIdentity(st: Stats): string {
+  return `${st.size}:${st.mtimeMs}`;
+}
+
+function objectIdentity(o: { size: number; etag?: string; lastModified: number }): string {
+  return `${o.size}:${o.etag?.replaceAll('"', '') ?? o.lastModified}`;
 }
 
 function uploadKey(location: string): string {

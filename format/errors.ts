@@ -40,8 +40,10 @@ export const ErrorCodes = {
   ERR_DISK_FULL: 'ERR_DISK_FULL',
   /** Any other I/O failure; see `cause`. */
   ERR_IO: 'ERR_IO',
-  /** A worker task crashed or timed out; nothing it half-wrote is visible. */
+  /** A worker task failed or its thread died; nothing it half-wrote is visible. */
   ERR_WORKER_FAILED: 'ERR_WORKER_FAILED',
+  /** A worker task ran past the pool's task timeout; its thread was stopped, nothing half-written is visible. */
+  ERR_WORKER_TIMEOUT: 'ERR_WORKER_TIMEOUT',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

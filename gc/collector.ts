@@ -36,7 +36,7 @@ export type GcAction =
   | 'would-mark'
   | 'waiting' // marked, grace period not over
   | 'leased' // past its grace period but in use
-  | 'referenced' // garbage when scanned, referenced again when rechecked
+  | 'referenced' // garbage when scanned, but referenced again (or replaced) when rechecked
   | 'failed';
 
 export interface GcEntry extends GarbageItem {
@@ -52,8 +52,8 @@ export interface SweepContext {
   graceMs: number;
   dryRun: boolean;
   isLeased(item: GarbageItem): boolean;
-  /** Re-checked right before deleting: still unreferenced? */
-  stillGarbage(item: GarbageItem): boolean;
+  /** Re-checked right before deleting: still the same thing, and still unreferenced? */
+  stillGarbage(item: GarbageItem): Promise<boolean>;
   remove(item: GarbageItem): Promise<void>;
 }
 
@@ -114,7 +114,7 @@ export class MarkBook {
       if (ctx.now < entry.deletableAt) continue;
       if (ctx.isLeased(item)) {
         entry.action = 'leased';
-      } else if (!ctx.stillGarbage(item)) {
+      } else if (!(await ctx.stillGarbage(item))) {
         entry.action = 'referenced';
         if (!ctx.dryRun) this.#marks.delete(item.location);
       } else if (ctx.dryRun) {

@@ -682,7 +682,7 @@ describe('FsObjectStore failure modes', () => {
     });
   });
 
-  test('incomplete uploads carry the injected clock, and stale half-created upload dirs are swept', async () => {
+  test('incomplete uploads carry the injected clock; stale half-created upload dirs and temp files are reported, not swept', async () => {
     await withDir(async (dir) => {
       const src = faultySource({ holdAt: 1 });
       const s = await openObjectStore(pathToFileURL(dir).href, {
@@ -703,9 +703,18 @@ describe('FsObjectStore failure modes', () => {
         await fsp.mkdir(young);
         const old = new Date(Date.now() - 2 * 3600_000);
         await fsp.utimes(stale, old, old);
-        assert.equal((await s.listIncompleteUploads('')).length, 1);
-        assert.equal(existsSync(stale), false, 'stale temp dir swept');
+        const strayTemp = path.join(dir, 'k', '.tmp-gone-0123456789ab');
+        await fsp.mkdir(path.dirname(strayTemp), { recursive: true });
+        await fsp.writeFile(strayTemp, 'partial');
+        await fsp.utimes(strayTemp, old, old);
+        const leftovers = (await s.listIncompleteUploads('')).filter((u) => u.uploadId !== list[0]!.uploadId);
+        assert.deepEqual(leftovers.map((u) => [u.key, u.uploadId]).sort(), [['', `.tmp-${'0'.repeat(32)}`], ['k/gone', 'tmpfile:k/.tmp-gone-0123456789ab']]);
+        assert.equal(existsSync(stale), true, 'listing changes nothing (a GC dry run lists)');
+        for (const u of leftovers) await s.abortUpload(u.key, u.uploadId);
+        assert.equal(existsSync(stale), false, 'stale temp dir removed by abort');
+        assert.equal(existsSync(strayTemp), false, 'stale object temp removed by abort');
         assert.equal(existsSync(young), true, 'a fresh one may belong to a live upload');
+        await assert.rejects(s.abortUpload('k/x', 'tmpfile:../outside/.tmp-x'), hasCode('ERR_INVALID_ARGUMENT'));
         await assert.rejects(s.abortUpload('k/held', '../../etc'), hasCode('ERR_INVALID_ARGUMENT'));
         await s.abortUpload('k/other', list[0]!.uploadId); // wrong key: nothing to abort
         assert.equal((await s.listIncompleteUploads('')).length, 1);

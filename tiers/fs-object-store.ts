@@ -26,6 +26,8 @@ const UPLOADS_DIR = '.uploads';
 const UPLOAD_RECORD = 'upload.json';
 const UPLOAD_DATA = 'data';
 const UPLOAD_ID_RE = /^[0-9a-f]{32}$/;
+/** uploadId prefix of a temp file an interrupted object write left (see #staleObjectTemps). */
+const TEMP_FILE_UPLOAD = 'tmpfile:';
 /** A half-created upload directory older than this cannot belong to a live putFile. */
 const STALE_TEMP_MS = 60 * 60 * 1000;
 /** Attempts of a write whose parent directory a concurrent delete pruned (ENOENT) meanwhile. */
@@ -220,25 +222,43 @@ export class FsObjectStore implements ObjectStore {
     try {
       names = await fsp.readdir(dir);
     } catch (err) {
-      if (sysCode(err) === 'ENOENT') return [];
-      throw this.#mapError(err, 'listing uploads');
+      if (sysCode(err) !== 'ENOENT') throw this.#mapError(err, 'listing uploads');
+      names = []; // no multipart upload ever started; temp files beside objects may still exist
     }
     const out: IncompleteUpload[] = [];
     for (const name of names) {
       if (name.startsWith(TEMP_PREFIX)) {
-        await this.#sweepStaleTemp(path.join(dir, name));
+        // An upload directory is built under a temp name and renamed: a crash in that window
+        // leaves this. Reported (never removed here: listing must not change anything) once it
+        // is stale, so that an upload being started is not mistaken for a leftover.
+        if (!UPLOAD_ID_RE.test(name.slice(TEMP_PREFIX.length))) continue;
+        const mtime = await this.#staleMtime(path.join(dir, name));
+        if (mtime === undefined) continue;
+        // The record may not have been written yet: then the key is unknown ('').
+        const key = (await this.#readUploadRecord(name).catch(() => undefined))?.key ?? '';
+        if (key.startsWith(prefix)) out.push({ key, uploadId: name, initiated: mtime });
         continue;
       }
       if (!UPLOAD_ID_RE.test(name)) continue; // not an upload this store made
       const rec = await this.#readUploadRecord(name);
       if (rec && rec.key.startsWith(prefix)) out.push({ key: rec.key, uploadId: name, initiated: rec.initiated });
     }
+    out.push(...(await this.#staleObjectTemps(prefix)));
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.initiated - b.initiated));
   }
 
   async abortUpload(key: string, uploadId: string): Promise<void> {
-    validateKey(key);
     if (typeof uploadId !== 'string') throw new TypeError('uploadId must be a string');
+    // Leftovers listIncompleteUploads reported: the uploadId alone says what to remove.
+    if (uploadId.startsWith(TEMP_FILE_UPLOAD)) return this.#removeObjectTemp(key, uploadId);
+    if (uploadId.startsWith(TEMP_PREFIX) && UPLOAD_ID_RE.test(uploadId.slice(TEMP_PREFIX.length))) {
+      this.#checkOpen();
+      await fsp.rm(path.join(this.root, UPLOADS_DIR, uploadId), { recursive: true, force: true }).catch((err: unknown) => {
+        throw this.#mapError(err, `removing upload leftover ${uploadId}`);
+      });
+      return;
+    }
+    validateKey(key);
     if (!UPLOAD_ID_RE.test(uploadId)) throw new StratavecError('ERR_INVALID_ARGUMENT', `upload id ${quoteKey(uploadId)} is not one this store issues`);
     this.#checkOpen();
     const rec = await this.#readUploadRecord(uploadId);
@@ -394,18 +414,62 @@ export class FsObjectStore implements ObjectStore {
     return { key: r.key, initiated: r.initiated };
   }
 
-  /**
-   * Upload directories are built under a temp name and renamed, so every listed upload has its
-   * record; a crash in that window leaves a temp directory nobody else will ever reclaim.
-   */
-  async #sweepStaleTemp(p: string): Promise<void> {
+  /** The mtime of `p` if it is older than STALE_TEMP_MS (fs mtimes are wall-clock; so is this). */
+  async #staleMtime(p: string): Promise<number | undefined> {
     try {
       const st = await fsp.stat(p);
-      if (Date.now() - st.mtimeMs < STALE_TEMP_MS) return; // fs mtimes are wall-clock; so is this check
-      await fsp.rm(p, { recursive: true, force: true });
+      return Date.now() - st.mtimeMs >= STALE_TEMP_MS ? st.mtimeMs : undefined;
     } catch (err) {
-      if (sysCode(err) === 'ENOENT') return; // swept concurrently
-      throw this.#mapError(err, 'removing a stale upload directory');
+      if (sysCode(err) === 'ENOENT') return undefined;
+      throw this.#mapError(err, 'checking an upload leftover');
+    }
+  }
+
+  /**
+   * Temp files an object write left beside its object (a crash between write and rename): the
+   * fs store's incomplete uploads. Reported as key = the object being written, uploadId =
+   * `tmpfile:<path of the temp file under the root>`, once stale.
+   */
+  async #staleObjectTemps(prefix: string): Promise<IncompleteUpload[]> {
+    const out: IncompleteUpload[] = [];
+    const walk = async (rel: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await fsp.readdir(path.join(this.root, rel), { withFileTypes: true });
+      } catch (err) {
+        if (MISSING.has(sysCode(err) ?? '')) return;
+        throw this.#mapError(err, 'listing upload leftovers');
+      }
+      for (const e of entries) {
+        const name = rel + e.name;
+        if (e.isDirectory() && !isInternalName(e.name)) {
+          const sub = `${name}/`;
+          if (sub.startsWith(prefix) || prefix.startsWith(sub)) await walk(sub);
+        } else if (e.isFile() && e.name.startsWith(TEMP_PREFIX)) {
+          const m = /^\.tmp-(.+)-[0-9a-f]{12}$/.exec(e.name);
+          const key = rel + (m ? m[1] : e.name.slice(TEMP_PREFIX.length));
+          if (!key.startsWith(prefix)) continue;
+          const mtime = await this.#staleMtime(path.join(this.root, name));
+          if (mtime !== undefined) out.push({ key, uploadId: `${TEMP_FILE_UPLOAD}${name}`, initiated: mtime });
+        }
+      }
+    };
+    await walk(prefix.slice(0, prefix.lastIndexOf('/') + 1));
+    return out;
+  }
+
+  async #removeObjectTemp(key: string, uploadId: string): Promise<void> {
+    this.#checkOpen();
+    const rel = uploadId.slice(TEMP_FILE_UPLOAD.length);
+    const parts = rel.split('/');
+    // Only a temp file inside the root: no absolute path, no `..`, a temp name at the end.
+    if (rel.startsWith('/') || parts.some((p) => p === '' || p === '.' || p === '..') || !parts.at(-1)!.startsWith(TEMP_PREFIX)) {
+      throw new StratavecError('ERR_INVALID_ARGUMENT', `upload id ${quoteKey(uploadId)} is not one this store issues`);
+    }
+    try {
+      await fsp.rm(path.join(this.root, ...parts), { force: true });
+    } catch (err) {
+      throw this.#mapError(err, `removing the leftover of ${quoteKey(key)}`);
     }
   }
 

@@ -1,8 +1,24 @@
 // One worker pool per Database: piscina threads running workers/tasks.ts, or the same functions
 // inline on the calling thread when `workers` is 0 (for comparison and tiny deployments).
 // Owns error mapping from worker failures to coded errors; never holds task data itself.
+//
+// What a caller of run() can rely on (threads > 0):
+// - a StratavecError thrown in the task arrives with its own code (via TaskFailure, tasks.ts);
+// - any other error thrown in the task -> ERR_WORKER_FAILED with the task's message;
+// - the worker thread died under the task (process.exit, an uncaught error, an OOM abort)
+//   -> ERR_WORKER_FAILED saying the worker exited; piscina starts a replacement thread;
+// - the task ran past `taskTimeoutMs` -> ERR_WORKER_TIMEOUT; piscina terminates that thread and
+//   starts a replacement;
+// - the pool was destroyed before the task finished (queued or running) -> ERR_DATABASE_CLOSED;
+// - no thread could start at all (the task module fails to load) -> ERR_WORKER_FAILED; without
+//   this check piscina 5 would leave the task queued forever (see the 'error' listener).
+// When run() rejects because a thread was stopped or died, it first waits (up to EXIT_WAIT_MS) for
+// that thread to have exited, so nothing the task was doing can still land on disk afterwards.
+// Tasks write files only by the temp-file + rename recipe (format/fsutil.ts), so a thread stopped
+// mid-write leaves at most a `.tmp-*` file, never a partial file under the final name.
 
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { StratavecError, type ErrorCode, ErrorCodes } from '../format/errors.js';
 import * as tasks from './tasks.js';
@@ -13,40 +29,159 @@ export type TaskName = { [K in keyof Tasks]: Tasks[K] extends (input: any) => Pr
 type Input<K extends TaskName> = Parameters<Tasks[K]>[0];
 type Output<K extends TaskName> = Exclude<Awaited<ReturnType<Tasks[K]>>, TaskFailure>;
 
+export interface WorkerPoolOptions {
+  /**
+   * Stop a pooled task that has not finished this many milliseconds after it could start. Waiting
+   * for a free thread does not count, nor does waiting for a thread to start up (after the pool
+   * is created, or the replacement after a crash or timeout: 150 ms to over 1 s under load, to
+   * load the task module and hnswlib); should no thread report started within BOOT_ALLOWANCE_MS
+   * the clock starts anyway. 0 or absent: no limit. Inline mode (threads 0) cannot stop a task
+   * running on the calling thread, so it ignores this (`taskTimeoutMs` reads 0).
+   */
+  taskTimeoutMs?: number;
+  /**
+   * The worker module (a path or a file: URL) whose named exports are the tasks; default
+   * ./tasks.js next to this file. For tests that add fault-injecting tasks. Inline mode imports
+   * it too.
+   */
+  filename?: string;
+}
+
 export interface WorkerPoolStats {
   threads: number;
   completed: number;
+  /** Every failed run, timeouts included. */
   failed: number;
+  /** Runs stopped by `taskTimeoutMs` (also counted in `failed`). */
+  timeouts: number;
+  /** Tasks waiting for a thread. */
   queued: number;
+}
+
+/** How long a failed run() waits for a stopped or dying thread to exit before it rejects anyway. */
+const EXIT_WAIT_MS = 5_000;
+/** How long a timed run waits for a started-up thread before its clock starts regardless. */
+const BOOT_ALLOWANCE_MS = 10_000;
+/**
+ * The key of the message a piscina 5 thread posts on its parentPort once it has loaded the task
+ * module (dist/common.js READY; not public API). Only used to start task clocks late; were it ever
+ * to change, clocks would start after BOOT_ALLOWANCE_MS instead.
+ */
+const PISCINA_READY = '_WORKER_READY';
+/** setTimeout's ceiling; a larger timeout would fire at once. */
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+/** The error piscina 5 (dist/index.js, onWorkerExit) rejects a task with when its thread exits. */
+const PISCINA_EXIT = /^worker exited with code: (-?\d+)$/;
+
+type TaskModule = Record<string, unknown>;
+
+interface PooledRun {
+  controller: AbortController;
+  settled: boolean;
+  timedOut: boolean;
+  /** Set when the run was aborted because no thread is left to run it: the error that killed the last one. */
+  lost: { error: unknown } | undefined;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 export class WorkerPool {
   readonly threads: number;
+  readonly taskTimeoutMs: number;
   #piscina: Piscina | undefined;
+  /** Inline mode: the task module (loaded on first use when `filename` was given) and its path. */
+  #inline: TaskModule | Promise<TaskModule> | undefined;
+  #inlineFile = '';
+  #closed = false;
   #completed = 0;
   #failed = 0;
+  #timeouts = 0;
+  /** Pooled runs holding a thread slot; at most `threads`, so piscina's own queue stays empty. */
+  #running = 0;
+  #waiting: { name: string; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  /** Runs handed to piscina and not yet settled. */
+  readonly #inFlight = new Set<PooledRun>();
+  /** Every thread piscina has started and that has not exited yet, with a promise of its exit. */
+  readonly #exits = new Map<Worker, Promise<void>>();
+  /** Threads known to have loaded the task module (a subset of #exits' keys). */
+  readonly #started = new Set<Worker>();
+  /** Timed runs waiting for a started thread before their clock starts; re-checked on each start. */
+  #clockWaiters: (() => void)[] = [];
+  /** True while piscina's constructor-time 'workerCreate' events (not yet started threads) arrive. */
+  #constructing = true;
+  /** Errors that killed a thread (its 'error' event), as opposed to errors a task threw. */
+  readonly #threadErrors = new WeakSet<object>();
 
-  constructor(threads: number) {
+  constructor(threads: number, options: WorkerPoolOptions = {}) {
+    if (typeof threads !== 'number') throw new TypeError('threads must be a number');
+    if (!Number.isInteger(threads) || threads < 0) {
+      throw new StratavecError('ERR_INVALID_ARGUMENT', `worker pool size must be an integer >= 0, got ${threads}`);
+    }
+    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    const { taskTimeoutMs = 0, filename } = options;
+    if (typeof taskTimeoutMs !== 'number') throw new TypeError('options.taskTimeoutMs must be a number');
+    if (!Number.isFinite(taskTimeoutMs) || taskTimeoutMs < 0 || taskTimeoutMs > MAX_TIMEOUT_MS) {
+      throw new StratavecError('ERR_INVALID_ARGUMENT', `taskTimeoutMs must be 0 (none) or a number of ms up to ${MAX_TIMEOUT_MS}, got ${taskTimeoutMs}`);
+    }
+    if (filename !== undefined && (typeof filename !== 'string' || filename === '')) {
+      throw new TypeError('options.filename must be a non-empty string');
+    }
     this.threads = threads;
+    this.taskTimeoutMs = threads > 0 ? taskTimeoutMs : 0;
+    const file = filename === undefined
+      ? fileURLToPath(new URL('./tasks.js', import.meta.url))
+      : filename.startsWith('file:') ? fileURLToPath(filename) : filename;
     if (threads > 0) {
-      this.#piscina = new Piscina({
-        filename: fileURLToPath(new URL('./tasks.js', import.meta.url)),
+      const piscina = new Piscina({
+        filename: file,
         minThreads: threads,
         maxThreads: threads,
         idleTimeout: 60_000,
+        // With atomics on, an idle piscina thread blocks in Atomics.wait, so async work a task
+        // left behind (a timer, a stray rejection) only runs once the *next* task arrives, and an
+        // error it throws kills that unrelated task. With atomics off an idle thread keeps its
+        // event loop turning: such an error surfaces at once, with no task on the thread, as the
+        // 'error' event below. Our tasks run for milliseconds to seconds, so the cost is nil.
+        atomics: 'disabled',
       });
+      // piscina emits 'error' when a thread dies with no task on it (and on a close() timeout);
+      // unhandled, the event would throw and take the whole process down. Usually piscina has
+      // already started a replacement and no caller is waiting, so there is nothing to map. But a
+      // replacement that dies while starting up (its task module throws on load) is not replaced
+      // again: piscina sets workerFailsDuringBootstrap and keeps the tasks queued for it in its
+      // queue with no thread to run them, for ever. With no thread left, fail those runs instead.
+      // (The next run() makes piscina start a thread again, so a transient failure heals.)
+      piscina.on('error', (error: unknown) => {
+        if (piscina.threads.length > 0) return;
+        for (const run of this.#inFlight) {
+          if (run.controller.signal.aborted) continue;
+          run.lost = { error };
+          run.controller.abort();
+        }
+      });
+      piscina.on('workerCreate', () => this.#trackThreads());
+      this.#piscina = piscina;
+      // piscina queues its constructor-time 'workerCreate' events as microtasks in its
+      // constructor; this one runs after them. Later 'workerCreate' events mean "thread started".
+      queueMicrotask(() => {
+        this.#constructing = false;
+      });
+    } else {
+      this.#inline = filename === undefined ? (tasks as unknown as TaskModule) : undefined;
+      this.#inlineFile = file;
     }
   }
 
   async run<K extends TaskName>(name: K, input: Input<K>): Promise<Output<K>> {
     let out: unknown;
     try {
-      out = this.#piscina
-        ? await this.#piscina.run(input, { name })
-        : await (tasks[name] as (i: Input<K>) => Promise<unknown>)(input);
+      if (this.#closed) throw this.#closedError(name);
+      out = this.#piscina ? await this.#runPooled(name, input) : await this.#runInline(name, input);
     } catch (err) {
       this.#failed++;
-      throw new StratavecError('ERR_WORKER_FAILED', `worker task ${name} failed: ${(err as Error)?.message ?? err}`, { cause: err });
+      throw err;
     }
     const failure = (out as TaskFailure | null)?.failed;
     if (failure) {
@@ -58,12 +193,201 @@ export class WorkerPool {
     return out as Output<K>;
   }
 
-  stats(): WorkerPoolStats {
-    return { threads: this.threads, completed: this.#completed, failed: this.#failed, queued: this.#piscina?.queueSize ?? 0 };
+  /** Inline: same module, same mapping, on this thread; no timeout (nothing could stop it). */
+  async #runInline(name: string, input: unknown): Promise<unknown> {
+    try {
+      this.#inline ??= import(pathToFileURL(this.#inlineFile).href) as Promise<TaskModule>;
+      const fn = (await this.#inline)[name];
+      if (typeof fn !== 'function') throw new Error(`no task ${name} exported from ${this.#inlineFile}`);
+      return await (fn as (i: unknown) => Promise<unknown>)(input);
+    } catch (err) {
+      throw new StratavecError('ERR_WORKER_FAILED', `worker task ${name} failed: ${messageOf(err)}`, { cause: err });
+    }
   }
 
+  async #runPooled(name: string, input: unknown): Promise<unknown> {
+    await this.#acquire(name);
+    try {
+      const piscina = this.#piscina;
+      if (this.#closed || piscina === undefined) throw this.#closedError(name);
+      const ms = this.taskTimeoutMs;
+      // Every run is abortable (for the timeout, and for the no-thread-left case above). piscina
+      // then counts a thread running it as full, which changes nothing: one task per thread anyway.
+      const run: PooledRun = { controller: new AbortController(), settled: false, timedOut: false, lost: undefined };
+      let timer: NodeJS.Timeout | undefined;
+      let allowance: NodeJS.Timeout | undefined;
+      const startClock = (): void => {
+        if (run.settled || timer !== undefined) return;
+        clearTimeout(allowance);
+        timer = setTimeout(() => {
+          run.timedOut = true;
+          // piscina rejects the run at once (AbortError), terminates the thread running it (or
+          // drops it from its queue) and starts a replacement thread.
+          run.controller.abort();
+        }, ms);
+      };
+      const settle = (): void => {
+        if (run.settled) return;
+        run.settled = true;
+        clearTimeout(timer);
+        clearTimeout(allowance);
+        this.#inFlight.delete(run);
+        this.#recheckClocks(); // one run fewer may leave a started thread free for a waiting one
+      };
+      this.#inFlight.add(run);
+      if (ms > 0) {
+        allowance = setTimeout(startClock, BOOT_ALLOWANCE_MS);
+        this.#whenThreadStarted(run, startClock);
+      }
+      try {
+        return await piscina.run(input, { name, signal: run.controller.signal });
+      } catch (err) {
+        settle();
+        const stopped = await this.#awaitStoppedThreads();
+        const tail = stopped ? '' : ` (its thread had not exited ${EXIT_WAIT_MS} ms later)`;
+        if (run.timedOut) {
+          this.#timeouts++;
+          throw new StratavecError('ERR_WORKER_TIMEOUT', `worker task ${name} ran past the ${ms} ms task timeout; its thread was stopped${tail}`, { cause: err });
+        }
+        if (this.#closed) throw this.#closedError(name, err);
+        if (err !== null && typeof err === 'object' && this.#threadErrors.has(err)) {
+          throw new StratavecError('ERR_WORKER_FAILED', `worker thread running task ${name} exited on an uncaught error: ${messageOf(err)}${tail}`, { cause: err });
+        }
+        const exit = PISCINA_EXIT.exec(messageOf(err));
+        if (exit) {
+          throw new StratavecError('ERR_WORKER_FAILED', `worker thread running task ${name} exited with code ${exit[1]}${tail}`, { cause: err });
+        }
+        if (run.lost) {
+          throw new StratavecError('ERR_WORKER_FAILED', `no worker thread could start to run task ${name}: ${messageOf(run.lost.error)}`, { cause: run.lost.error });
+        }
+        throw new StratavecError('ERR_WORKER_FAILED', `worker task ${name} failed: ${messageOf(err)}`, { cause: err });
+      } finally {
+        settle();
+      }
+    } finally {
+      this.#release();
+    }
+  }
+
+  /** Waits for a free thread slot; rejects with ERR_DATABASE_CLOSED if the pool is destroyed first. */
+  #acquire(name: string): Promise<void> | void {
+    if (this.#running < this.threads) {
+      this.#running++;
+      return;
+    }
+    return new Promise((resolve, reject) => this.#waiting.push({ name, resolve, reject }));
+  }
+
+  #release(): void {
+    const next = this.#waiting.shift();
+    if (next) next.resolve(); // the slot passes straight to the next run
+    else this.#running--;
+  }
+
+  /**
+   * Starts `run`'s clock once there are at least as many started, live threads as runs handed to
+   * piscina, so that a thread that has loaded the task module is there for it. (piscina does not
+   * say which thread runs a task; in steady state every thread has started and this is immediate.)
+   */
+  #whenThreadStarted(run: PooledRun, startClock: () => void): void {
+    const check = (): void => {
+      if (run.settled) return;
+      const live = new Set(this.#piscina?.threads ?? []);
+      const started = [...this.#started].filter((w) => live.has(w)).length;
+      if (started >= this.#inFlight.size) startClock();
+      else this.#clockWaiters.push(check);
+    };
+    check();
+  }
+
+  #threadStarted(worker: Worker): void {
+    if (!this.#exits.has(worker)) return; // exited already
+    this.#started.add(worker);
+    this.#recheckClocks();
+  }
+
+  #recheckClocks(): void {
+    for (const check of this.#clockWaiters.splice(0)) check();
+  }
+
+  /** Notes threads piscina started: their start-up, their exit, and errors that kill them. */
+  #trackThreads(): void {
+    for (const worker of this.#piscina?.threads ?? []) {
+      if (this.#exits.has(worker)) continue;
+      // Registered after piscina's own listener: piscina has rejected the task with this very
+      // error object by the time it runs, and our catch runs only after (a microtask later).
+      worker.on('error', (err: unknown) => {
+        if (err !== null && typeof err === 'object') this.#threadErrors.add(err);
+      });
+      this.#exits.set(worker, new Promise((resolve) => {
+        worker.once('exit', () => {
+          this.#exits.delete(worker);
+          this.#started.delete(worker);
+          resolve();
+        });
+      }));
+      if (this.#constructing) {
+        // piscina announced this thread before it started; it will post READY once it has
+        // loaded the task module (it is the first message any thread posts on parentPort).
+        const onMessage = (message: unknown): void => {
+          if (message !== null && typeof message === 'object' && PISCINA_READY in message) {
+            worker.off('message', onMessage);
+            this.#threadStarted(worker);
+          }
+        };
+        worker.on('message', onMessage);
+      } else {
+        this.#threadStarted(worker); // piscina emits 'workerCreate' for a later thread once it is ready
+      }
+    }
+  }
+
+  /**
+   * Waits until every thread piscina has let go of (stopped on abort, died, destroyed) has exited;
+   * false if some had not after EXIT_WAIT_MS (stuck in native code that termination cannot break).
+   */
+  async #awaitStoppedThreads(): Promise<boolean> {
+    const live = new Set(this.#piscina?.threads ?? []);
+    const stopping = [...this.#exits].filter(([w]) => !live.has(w)).map(([, exited]) => exited);
+    if (stopping.length === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const limit = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), EXIT_WAIT_MS);
+    });
+    try {
+      return await Promise.race([Promise.all(stopping).then(() => true), limit]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // Destroying the pool is part of Database.close(), so a task it cuts short (queued, or running
+  // and terminated) gets ERR_DATABASE_CLOSED, the code of every call on a closing database, not
+  // ERR_WORKER_FAILED: nothing crashed, and a caller must not retry or report it as a fault.
+  #closedError(name: string, cause?: unknown): StratavecError {
+    return new StratavecError('ERR_DATABASE_CLOSED', `worker pool closed before task ${name} finished`, cause === undefined ? undefined : { cause });
+  }
+
+  stats(): WorkerPoolStats {
+    return {
+      threads: this.threads,
+      completed: this.#completed,
+      failed: this.#failed,
+      timeouts: this.#timeouts,
+      queued: this.#waiting.length + (this.#piscina?.queueSize ?? 0),
+    };
+  }
+
+  /**
+   * Stops every thread (running tasks are terminated) and rejects queued and running tasks with
+   * ERR_DATABASE_CLOSED; later run() calls reject the same way. Idempotent. Inline tasks already
+   * running finish on their own.
+   */
   async destroy(): Promise<void> {
-    await this.#piscina?.destroy();
+    this.#closed = true;
+    for (const w of this.#waiting.splice(0)) w.reject(this.#closedError(w.name));
+    const piscina = this.#piscina;
     this.#piscina = undefined;
+    await piscina?.destroy();
   }
 }

@@ -1,0 +1,98 @@
+// A worker module for pool tests: every real task (re-exported unchanged) plus test-only tasks that
+// fail in each way a worker can: exit the thread, throw, die on an uncaught error, run too long,
+// and be stopped half-way through writing a real segment file. Loaded by
+// `new WorkerPool(n, { filename })`; never by the engine.
+
+import { execFileSync } from 'node:child_process';
+import { promises as fsp, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { isMainThread, threadId as ownThreadId } from 'node:worker_threads';
+import { seal } from '../../workers/tasks.js';
+import type { SealTask } from '../../workers/seal.js';
+
+export * from '../../workers/tasks.js';
+
+// A slow start-up on demand, for the test that thread start-up is not billed to a task's timeout:
+// a worker thread created while this variable is set spends that long loading this module.
+const slowBootMs = Number(process.env['STRATAVEC_TEST_SLOW_BOOT_MS'] ?? 0);
+if (!isMainThread && slowBootMs > 0) {
+  const end = Date.now() + slowBootMs;
+  while (Date.now() < end) {
+    // a module that is slow to load, as hnswlib is on a loaded machine
+  }
+}
+
+/** The id of the thread that ran it (0 on the main thread): shows which thread a pool used. */
+export async function threadId(): Promise<number> {
+  return ownThreadId;
+}
+
+/** Ends its thread with `code` (in a worker, process.exit stops only that thread). */
+export async function exitThread(input: { code: number }): Promise<never> {
+  process.exit(input.code);
+}
+
+/** Throws a plain Error (not a StratavecError) from inside the task. */
+export async function throwPlain(input: { message: string }): Promise<never> {
+  throw new Error(input.message);
+}
+
+/** Throws from a timer while the task is pending: an uncaught error that kills the thread. */
+export function throwUncaught(input: { message: string }): Promise<never> {
+  setTimeout(() => {
+    throw new Error(input.message);
+  }, 0);
+  return new Promise<never>(() => undefined);
+}
+
+/** Returns at once, leaving a timer behind that throws after `ms`: a fault with no task on the thread. */
+export async function throwAfterReturn(input: { message: string; ms: number }): Promise<string> {
+  setTimeout(() => {
+    throw new Error(input.message);
+  }, input.ms);
+  return 'returned';
+}
+
+/** Waits `ms` on a timer (the event loop stays free), then returns `ms`. */
+export async function sleep(input: { ms: number }): Promise<number> {
+  await new Promise((resolve) => setTimeout(resolve, input.ms));
+  return input.ms;
+}
+
+/** Busy-loops for `ms` without yielding: only thread termination can stop it early. */
+export async function spin(input: { ms: number }): Promise<number> {
+  const end = Date.now() + input.ms;
+  let x = 0;
+  while (Date.now() < end) x++;
+  return x > 0 ? input.ms : 0;
+}
+
+/**
+ * Blocks its thread in native code (a synchronous child process) for `ms`, where termination cannot
+ * reach it, then writes `marker`. A thread stopped meanwhile exits once the call returns, before
+ * any more JavaScript runs, so the marker must never appear.
+ */
+export async function blockNative(input: { ms: number; marker: string }): Promise<string> {
+  execFileSync('sleep', [String(input.ms / 1000)]);
+  writeFileSync(input.marker, 'written after the block');
+  return 'finished';
+}
+
+/**
+ * The real seal task, except that the first FileHandle.write (the segment's first chunk, into its
+ * `.tmp-*` file: seal's only FileHandle writes are writeFileAtomic's) completes and then the
+ * thread either exits (`after: 'exit'`) or hangs until the pool's timeout stops it. The thread is
+ * never reused: the patch dies with it.
+ */
+export async function sealStoppedMidWrite(input: { task: SealTask; after: 'exit' | 'hang' }): Promise<unknown> {
+  const probe = await fsp.open(fileURLToPath(import.meta.url), 'r');
+  const proto = Object.getPrototypeOf(probe) as { write: (...args: unknown[]) => Promise<unknown> };
+  await probe.close();
+  const write = proto.write;
+  proto.write = async function (this: unknown, ...args: unknown[]): Promise<unknown> {
+    await write.apply(this, args);
+    if (input.after === 'exit') process.exit(7);
+    return new Promise(() => undefined);
+  };
+  return seal(input.task);
+}

@@ -1,0 +1,344 @@
+// The worker pool's failure modes on real piscina threads: a thread that exits, a task that throws,
+// a thread killed by an uncaught error, a task that runs past the timeout, a seal stopped half-way
+// through building or writing its file, and a pool destroyed under queued work. Each surfaces as a
+// coded error, the pool keeps serving afterwards, and no partial file appears under a final name.
+// Fault-injecting tasks live in helpers/faulty-tasks.ts, loaded through the pool's `filename`.
+
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { StratavecError } from '../format/errors.js';
+import { TEMP_PREFIX } from '../format/fsutil.js';
+import { seal } from '../workers/seal.js';
+import type { SealTask } from '../workers/seal.js';
+import { WorkerPool } from '../workers/pool.js';
+import { uniformDataset } from './helpers/datasets.js';
+import { hasCode, isTypeError, withTmpDir } from './helpers/tmp.js';
+
+const FAULTY = fileURLToPath(new URL('./helpers/faulty-tasks.js', import.meta.url));
+
+/** run() for the test-only task names, which the pool's TaskName type does not list. */
+function runAny(pool: WorkerPool, name: string, input: unknown): Promise<unknown> {
+  return (pool.run as (n: string, i: unknown) => Promise<unknown>)(name, input);
+}
+
+async function withPool<T>(threads: number, opts: { taskTimeoutMs?: number }, fn: (pool: WorkerPool) => Promise<T>): Promise<T> {
+  const pool = new WorkerPool(threads, { filename: FAULTY, ...opts });
+  try {
+    return await fn(pool);
+  } finally {
+    await pool.destroy();
+  }
+}
+
+/** Resolves to the rejection of `p` (failing if it resolves), for assertions beyond hasCode. */
+async function rejectionOf(p: Promise<unknown>): Promise<StratavecError> {
+  let err: unknown;
+  await assert.rejects(p, (e) => {
+    err = e;
+    return true;
+  });
+  assert.ok(err instanceof StratavecError, `expected a StratavecError, got ${String(err)}`);
+  return err;
+}
+
+function sealTask(dir: string, count: number, dim: number, name = 'c.1.seg'): SealTask {
+  const vectors = uniformDataset({ count, dim, seed: 5 });
+  const shared = new SharedArrayBuffer(vectors.byteLength);
+  new Float32Array(shared).set(vectors);
+  return {
+    segmentId: 'c.1', collection: 'c', outPath: path.join(dir, 'segments', name), tmpDir: path.join(dir, 'tmp'),
+    dimension: dim, metric: 'l2', hnsw: { M: 16, efConstruction: 200, efSearch: 64 },
+    vectors: shared, count, rows: null,
+    ids: Array.from({ length: count }, (_, i) => `id-${i}`),
+    payloads: Array.from({ length: count }, (_, i) => (i % 3 === 0 ? JSON.stringify({ i }) : null)),
+    createdAt: 1_700_000_000_000, seed: 1,
+  };
+}
+
+async function makeDirs(dir: string): Promise<void> {
+  await fsp.mkdir(path.join(dir, 'segments'), { recursive: true });
+  await fsp.mkdir(path.join(dir, 'tmp'), { recursive: true });
+}
+
+/** The segments directory after a stopped seal: no final file, only temp files of that name. */
+async function assertNoFinalFile(task: SealTask): Promise<string[]> {
+  const names = (await fsp.readdir(path.dirname(task.outPath))).sort();
+  const base = path.basename(task.outPath);
+  assert.ok(!names.includes(base), `${base} must not exist after a stopped seal; directory holds ${names.join(', ')}`);
+  for (const n of names) assert.ok(n.startsWith(`${TEMP_PREFIX}${base}-`), `unexpected file ${n} in ${names.join(', ')}`);
+  return names;
+}
+
+describe('worker crashes', () => {
+  test('process.exit in a worker is ERR_WORKER_FAILED, and the next task runs on a new thread', async () => {
+    await withPool(1, {}, async (pool) => {
+      const before = await runAny(pool, 'threadId', {});
+      const err = await rejectionOf(runAny(pool, 'exitThread', { code: 3 }));
+      assert.equal(err.code, 'ERR_WORKER_FAILED');
+      assert.match(err.message, /worker thread running task exitThread exited with code 3/);
+      const after = await runAny(pool, 'threadId', {});
+      assert.equal(typeof after, 'number');
+      assert.notEqual(after, before, 'the exited thread was replaced');
+      assert.deepEqual({ ...pool.stats(), queued: 0 }, { threads: 1, completed: 2, failed: 1, timeouts: 0, queued: 0 });
+    });
+  });
+
+  test('an uncaught error that kills the thread is ERR_WORKER_FAILED naming the error; the pool recovers', async () => {
+    await withPool(1, {}, async (pool) => {
+      const before = await runAny(pool, 'threadId', {});
+      const err = await rejectionOf(runAny(pool, 'throwUncaught', { message: 'stray timer blew up' }));
+      assert.equal(err.code, 'ERR_WORKER_FAILED');
+      assert.match(err.message, /exited on an uncaught error: stray timer blew up/);
+      assert.notEqual(await runAny(pool, 'threadId', {}), before);
+    });
+  });
+
+  test('a thread that dies with no task on it neither crashes the process nor fails the next task', async () => {
+    await withPool(1, {}, async (pool) => {
+      const before = await runAny(pool, 'threadId', {});
+      assert.equal(await runAny(pool, 'throwAfterReturn', { message: 'late failure', ms: 20 }), 'returned');
+      await new Promise((r) => setTimeout(r, 300)); // the thread dies meanwhile; piscina replaces it
+      const after = await runAny(pool, 'threadId', {});
+      assert.notEqual(after, before, 'the late error killed the old thread');
+      assert.equal(pool.stats().failed, 0);
+    });
+  });
+  test('a task module that fails to load is ERR_WORKER_FAILED for every run, never a hang', async () => {
+    await withTmpDir('pool', async (dir) => {
+      const broken = path.join(dir, 'broken-tasks.mjs');
+      await fsp.writeFile(broken, "throw new Error('task module failed to load');\nexport async function threadId() { return 1; }\n");
+      const pool = new WorkerPool(2, { filename: broken });
+      try {
+        // piscina gives up replacing threads that die while starting; queued runs must not wait for ever.
+        for (let i = 0; i < 3; i++) {
+          const err = await rejectionOf(runAny(pool, 'threadId', {}));
+          assert.equal(err.code, 'ERR_WORKER_FAILED');
+          assert.match(err.message, /task module failed to load/);
+        }
+        const burst = await Promise.allSettled([1, 2, 3, 4].map(() => runAny(pool, 'threadId', {})));
+        for (const r of burst) {
+          assert.equal(r.status, 'rejected');
+          hasCode('ERR_WORKER_FAILED')((r as PromiseRejectedResult).reason);
+        }
+        assert.equal(pool.stats().queued, 0);
+      } finally {
+        await pool.destroy();
+      }
+    });
+  });
+});
+
+describe('task errors', () => {
+  test('a plain Error thrown in a task is ERR_WORKER_FAILED with its message; the thread lives on', async () => {
+    await withPool(1, {}, async (pool) => {
+      const before = await runAny(pool, 'threadId', {});
+      const err = await rejectionOf(runAny(pool, 'throwPlain', { message: 'plain failure 42' }));
+      assert.equal(err.code, 'ERR_WORKER_FAILED');
+      assert.equal(err.message, 'worker task throwPlain failed: plain failure 42');
+      assert.equal(await runAny(pool, 'threadId', {}), before, 'a thrown error does not cost the thread');
+    });
+  });
+
+  test('a StratavecError thrown in a real task keeps its code and message, pooled and inline alike', async () => {
+    await withTmpDir('pool', async (dir) => {
+      const garbage = path.join(dir, 'garbage.seg');
+      await fsp.writeFile(garbage, Buffer.alloc(4096, 0x41));
+      const cases: [string, unknown, string][] = [
+        ['decodeColdCopy', { src: garbage, dest: garbage }, 'ERR_INVALID_ARGUMENT'],
+        ['verifySegment', { path: garbage }, 'ERR_SEGMENT_CORRUPT'],
+        ['verifySegment', { path: path.join(dir, 'missing.seg') }, 'ERR_SEGMENT_NOT_FOUND'],
+        ['encodeColdCopy', { src: '', dest: garbage }, 'ERR_WORKER_FAILED'], // a TypeError in the task
+        ['throwPlain', { message: 'same either way' }, 'ERR_WORKER_FAILED'],
+        ['noSuchTask', {}, 'ERR_WORKER_FAILED'],
+      ];
+      const pooled = new WorkerPool(1, { filename: FAULTY });
+      const inline = new WorkerPool(0, { filename: FAULTY });
+      try {
+        for (const [name, input, code] of cases) {
+          const a = await rejectionOf(runAny(pooled, name, input));
+          const b = await rejectionOf(runAny(inline, name, input));
+          assert.equal(a.code, code, `${name} pooled: ${a.message}`);
+          assert.equal(b.code, code, `${name} inline: ${b.message}`);
+          if (name !== 'noSuchTask') assert.equal(a.message, b.message, `${name}: same message in both modes`);
+        }
+        assert.equal(pooled.stats().failed, cases.length);
+        assert.equal(inline.stats().failed, cases.length);
+      } finally {
+        await pooled.destroy();
+        await inline.destroy();
+      }
+    });
+  });
+});
+
+describe('timeouts', () => {
+  test('a task past taskTimeoutMs is ERR_WORKER_TIMEOUT (busy loop and timer alike); the pool keeps working', async () => {
+    await withPool(1, { taskTimeoutMs: 500 }, async (pool) => {
+      const first = await runAny(pool, 'threadId', {});
+      for (const name of ['spin', 'sleep']) {
+        const t0 = Date.now();
+        const err = await rejectionOf(runAny(pool, name, { ms: 20_000 }));
+        assert.equal(err.code, 'ERR_WORKER_TIMEOUT', err.message);
+        assert.match(err.message, new RegExp(`worker task ${name} ran past the 500 ms task timeout; its thread was stopped$`));
+        assert.ok(Date.now() - t0 < 5_000, `${name} was stopped promptly (${Date.now() - t0} ms)`);
+      }
+      assert.equal(await runAny(pool, 'sleep', { ms: 10 }), 10);
+      assert.notEqual(await runAny(pool, 'threadId', {}), first, 'the stopped threads were replaced');
+      assert.deepEqual(pool.stats(), { threads: 1, completed: 3, failed: 2, timeouts: 2, queued: 0 });
+    });
+  });
+
+  test('run() rejects only once the stopped thread has exited, even when native code delays that', async () => {
+    await withTmpDir('pool', async (dir) => {
+      const marker = path.join(dir, 'marker');
+      await withPool(1, { taskTimeoutMs: 500 }, async (pool) => {
+        await runAny(pool, 'threadId', {});
+        const t0 = Date.now();
+        const err = await rejectionOf(runAny(pool, 'blockNative', { ms: 1_500, marker }));
+        const elapsed = Date.now() - t0;
+        assert.equal(err.code, 'ERR_WORKER_TIMEOUT', err.message);
+        // Aborted at 0.5 s, but the thread could not stop before its 1.5 s native call returned.
+        assert.ok(elapsed >= 1_400, `rejected after ${elapsed} ms, before the thread had exited`);
+        await new Promise((r) => setTimeout(r, 100));
+        assert.deepEqual(await fsp.readdir(dir), [], 'the stopped thread ran no more code');
+        assert.equal(await runAny(pool, 'sleep', { ms: 5 }), 5);
+      });
+    });
+  });
+
+  test('thread start-up does not count against the timeout, after creation or after a crash', async () => {
+    // Each thread spends 600 ms loading the module, so from run() to result each run below takes
+    // over 800 ms, twice the limit; only the 200 ms of the task itself may count.
+    process.env['STRATAVEC_TEST_SLOW_BOOT_MS'] = '600';
+    try {
+      await withPool(1, { taskTimeoutMs: 400 }, async (pool) => {
+        let t0 = Date.now();
+        assert.equal(await runAny(pool, 'sleep', { ms: 200 }), 200);
+        assert.ok(Date.now() - t0 >= 750, `the first run waited for start-up (${Date.now() - t0} ms)`);
+        await assert.rejects(runAny(pool, 'exitThread', { code: 1 }), hasCode('ERR_WORKER_FAILED'));
+        t0 = Date.now();
+        assert.equal(await runAny(pool, 'sleep', { ms: 200 }), 200);
+        assert.ok(Date.now() - t0 >= 750, `the run after the crash waited for the replacement (${Date.now() - t0} ms)`);
+        assert.equal(pool.stats().timeouts, 0);
+      });
+    } finally {
+      delete process.env['STRATAVEC_TEST_SLOW_BOOT_MS'];
+    }
+  });
+
+  test('time spent waiting for a thread does not count against the timeout', async () => {
+    await withPool(1, { taskTimeoutMs: 600 }, async (pool) => {
+      await runAny(pool, 'threadId', {}); // the thread is up
+      const runs = [1, 2, 3].map(() => runAny(pool, 'sleep', { ms: 250 }));
+      assert.equal(pool.stats().queued, 2);
+      assert.deepEqual(await Promise.all(runs), [250, 250, 250]); // 750 ms in all, each well under 600
+      assert.equal(pool.stats().timeouts, 0);
+    });
+  });
+
+  test('inline mode cannot time out: the limit is ignored', async () => {
+    const pool = new WorkerPool(0, { filename: FAULTY, taskTimeoutMs: 50 });
+    try {
+      assert.equal(pool.taskTimeoutMs, 0);
+      assert.equal(await runAny(pool, 'sleep', { ms: 150 }), 150);
+    } finally {
+      await pool.destroy();
+    }
+  });
+});
+
+describe('no partial file under the final name', () => {
+  test('a real seal timed out mid-build leaves no segment file; the same pool then seals', async () => {
+    await withTmpDir('pool', async (dir) => {
+      await makeDirs(dir);
+      // 20k x 64 with M 16 / efConstruction 200 takes ~13 s to build here; 2 s stops it early
+      // and leaves ample time for the small seal afterwards, even on a loaded machine.
+      const big = sealTask(dir, 20_000, 64);
+      await withPool(1, { taskTimeoutMs: 2_000 }, async (pool) => {
+        const err = await rejectionOf(pool.run('seal', big));
+        assert.equal(err.code, 'ERR_WORKER_TIMEOUT', err.message);
+        assert.deepEqual(await assertNoFinalFile(big), []);
+        // Nothing can still appear: run() rejected only after the thread had exited.
+        await new Promise((r) => setTimeout(r, 200));
+        assert.deepEqual(await fsp.readdir(path.join(dir, 'segments')), []);
+        const tmpLeft = await fsp.readdir(path.join(dir, 'tmp'));
+        for (const n of tmpLeft) assert.ok(n.startsWith(TEMP_PREFIX), `scratch ${n}`);
+
+        const small = sealTask(dir, 200, 8, 'c.2.seg');
+        const res = await pool.run('seal', small);
+        assert.equal((await fsp.stat(small.outPath)).size, res.bytes);
+        const verified = await pool.run('verifySegment', { path: small.outPath });
+        assert.equal(verified.bytes, res.bytes);
+      });
+    });
+  });
+
+  for (const after of ['exit', 'hang'] as const) {
+    test(`a seal whose thread ${after === 'exit' ? 'exits' : 'is timed out'} mid-write leaves only a partial .tmp- file`, async () => {
+      await withTmpDir('pool', async (dir) => {
+        await makeDirs(dir);
+        const task = sealTask(dir, 400, 16);
+        // The whole file, sealed on this thread elsewhere, for the size of a complete write.
+        const whole = await seal({ ...task, outPath: path.join(dir, 'whole.seg') });
+        await withPool(1, { taskTimeoutMs: after === 'hang' ? 2_000 : 0 }, async (pool) => {
+          const err = await rejectionOf(runAny(pool, 'sealStoppedMidWrite', { task, after }));
+          if (after === 'exit') {
+            assert.equal(err.code, 'ERR_WORKER_FAILED', err.message);
+            assert.match(err.message, /exited with code 7/);
+          } else {
+            assert.equal(err.code, 'ERR_WORKER_TIMEOUT', err.message);
+          }
+          const names = await assertNoFinalFile(task);
+          assert.equal(names.length, 1, 'the stopped write left its temp file (it was stopped mid-write)');
+          const size = (await fsp.stat(path.join(dir, 'segments', names[0]!))).size;
+          assert.ok(size > 0 && size < whole.bytes, `temp file holds ${size} of ${whole.bytes} bytes`);
+          // The pool still seals, to the final name.
+          const res = await pool.run('seal', task);
+          assert.equal(res.bytes, whole.bytes);
+          assert.ok((await fsp.readdir(path.join(dir, 'segments'))).includes(path.basename(task.outPath)));
+        });
+      });
+    });
+  }
+});
+
+describe('destroy', () => {
+  test('destroy rejects running and queued tasks with ERR_DATABASE_CLOSED, at once', async () => {
+    const pool = new WorkerPool(1, { filename: FAULTY });
+    await runAny(pool, 'threadId', {});
+    const running = runAny(pool, 'sleep', { ms: 20_000 });
+    const runningCheck = assert.rejects(running, hasCode('ERR_DATABASE_CLOSED'));
+    await new Promise((r) => setTimeout(r, 100)); // it is on the thread, not just in run()
+    const queued = [1, 2, 3].map(() => runAny(pool, 'sleep', { ms: 10 }));
+    const checks = [runningCheck, ...queued.map((p) => assert.rejects(p, hasCode('ERR_DATABASE_CLOSED')))];
+    assert.equal(pool.stats().queued, 3);
+    const t0 = Date.now();
+    await pool.destroy();
+    await Promise.all(checks);
+    assert.ok(Date.now() - t0 < 5_000, `destroy did not wait for the running task (${Date.now() - t0} ms)`);
+    assert.deepEqual(pool.stats(), { threads: 1, completed: 1, failed: 4, timeouts: 0, queued: 0 });
+    await assert.rejects(runAny(pool, 'threadId', {}), hasCode('ERR_DATABASE_CLOSED'));
+    await pool.destroy(); // idempotent
+  });
+
+  test('an inline pool rejects after destroy too', async () => {
+    const pool = new WorkerPool(0);
+    await pool.destroy();
+    await assert.rejects(pool.run('verifySegment', { path: 'x' }), hasCode('ERR_DATABASE_CLOSED'));
+  });
+});
+
+describe('options', () => {
+  test('bad sizes and timeouts are ERR_INVALID_ARGUMENT, wrong types TypeError', () => {
+    assert.throws(() => new WorkerPool(1.5), hasCode('ERR_INVALID_ARGUMENT'));
+    assert.throws(() => new WorkerPool(-1), hasCode('ERR_INVALID_ARGUMENT'));
+    assert.throws(() => new WorkerPool(1, { taskTimeoutMs: -1 }), hasCode('ERR_INVALID_ARGUMENT'));
+    assert.throws(() => new WorkerPool(1, { taskTimeoutMs: Number.POSITIVE_INFINITY }), hasCode('ERR_INVALID_ARGUMENT'));
+    assert.throws(() => new WorkerPool(1, { taskTimeoutMs: '5' as unknown as number }), isTypeError);
+    assert.throws(() => new WorkerPool('2' as unknown as number), isTypeError);
+    assert.throws(() => new WorkerPool(1, { filename: '' }), isTypeError);
+  });
+});
