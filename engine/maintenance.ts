@@ -42,6 +42,8 @@ export interface VerifyReport {
   summary: { segments: number; ok: number; repaired: number; damaged: number; unavailable: number; copies: number; bytesRead: number };
   /** False when the database started closing before every segment was checked. */
   complete: boolean;
+  /** Set when the object store could not be listed: remote orphans were not looked for. */
+  remoteError?: string;
   ms: number;
 }
 
@@ -57,6 +59,8 @@ export interface GcReport {
   deleted: number;
   bytesFreed: number;
   ms: number;
+  /** Set when the object store could not be listed: only local garbage was collected. */
+  remoteError?: string;
 }
 
 export interface CompactOptions {
@@ -163,7 +167,9 @@ export class Maintenance {
         if (ahead > 0) await sleep(ahead, undefined, { ref: false });
       }
     }
-    report.unreferenced = await this.#scanGarbage(); // database-wide, whatever `collections` says
+    const scan = await this.#scanGarbage(); // database-wide, whatever `collections` says
+    report.unreferenced = scan.items;
+    if (scan.remoteError) report.remoteError = scan.remoteError;
     report.ms = performance.now() - t0;
     return report;
   }
@@ -184,7 +190,7 @@ export class Maintenance {
     const graceMs = this.#ctx.options.maintenance.gcGraceMs;
     this.#marks ??= MarkBook.load(path.join(this.#dir, 'gc-marks.json'));
     const marks = await this.#marks;
-    const items = await this.#scanGarbage();
+    const { items, remoteError } = await this.#scanGarbage();
     const { leases } = this.#ctx;
     const entries = await marks.sweep(items, {
       now: this.#ctx.options.clock.now(),
@@ -193,17 +199,19 @@ export class Maintenance {
       isLeased: (item) => leases.has(item.location) || (item.kind === 'upload' && leases.has(remoteLocation(uploadKey(item.location)))),
       stillGarbage: (item) => this.#stillGarbage(item),
       remove: (item) => this.#remove(item),
+      unscanned: (loc) => remoteError !== undefined && (loc.startsWith('remote:') || loc.startsWith('upload:')),
     });
     if (!dryRun) await marks.save();
     const deleted = entries.filter((e) => e.action === 'deleted');
     return {
       dryRun, graceMs, entries, deleted: deleted.length,
       bytesFreed: deleted.reduce((n, e) => n + e.bytes, 0), ms: performance.now() - t0,
+      ...(remoteError ? { remoteError } : {}),
     };
   }
 
   /** Everything local or remote that no current manifest references, with the reason. */
-  async #scanGarbage(): Promise<GarbageItem[]> {
+  async #scanGarbage(): Promise<{ items: GarbageItem[]; remoteError?: string }> {
     const items: GarbageItem[] = [];
     const cores = this.#cores();
     const colRoot = this.#ctx.warm.root;
@@ -239,6 +247,17 @@ export class Maintenance {
     for (const f of await readdirOrEmpty(path.join(this.#dir, 'trash'))) await file(path.join(this.#dir, 'trash', f), 'dropped-collection');
     for (const f of await readdirOrEmpty(this.#dir)) if (f.startsWith(TEMP_PREFIX)) await file(path.join(this.#dir, f), 'temp-file'); // e.g. a marks save cut short
 
+    try {
+      await this.#scanRemote(items, cores);
+    } catch (err) {
+      // An unreachable store must not stop local collection (nor lose a verify's findings).
+      if (!(err instanceof StratavecError)) throw err;
+      return { items, remoteError: err.message };
+    }
+    return { items };
+  }
+
+  async #scanRemote(items: GarbageItem[], cores: ReadonlyMap<string, CollectionCore>): Promise<void> {
     const store = this.#ctx.cold.store;
     const manifests = new Map<string, { key: string; version: number; info: { size: number; etag?: string; lastModified: number } }[]>();
     for (const o of await store.list('')) {
@@ -279,7 +298,6 @@ export class Maintenance {
     for (const u of await store.listIncompleteUploads('')) {
       items.push({ kind: 'upload', location: `upload:${u.key}#${u.uploadId}`, bytes: 0, reason: 'incomplete-upload', identity: u.uploadId });
     }
-    return items;
   }
 
   /**

@@ -55,6 +55,8 @@ export interface SweepContext {
   /** Re-checked right before deleting: still the same thing, and still unreferenced? */
   stillGarbage(item: GarbageItem): Promise<boolean>;
   remove(item: GarbageItem): Promise<void>;
+  /** Locations this scan could not look at (e.g. the store was down): their marks are kept. */
+  unscanned?(location: string): boolean;
 }
 
 interface Mark {
@@ -131,7 +133,7 @@ export class MarkBook {
       }
     }
     if (!ctx.dryRun) {
-      for (const loc of [...this.#marks.keys()]) if (!seen.has(loc)) this.#marks.delete(loc);
+      for (const loc of [...this.#marks.keys()]) if (!seen.has(loc) && !ctx.unscanned?.(loc)) this.#marks.delete(loc);
     }
     return out;
   }

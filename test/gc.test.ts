@@ -1055,3 +1055,34 @@ describe('GC regressions', () => {
     });
   });
 });
+
+describe('GC with the object store down', () => {
+  test('local garbage is still collected, remote marks are kept, and the report says why remote was skipped', async () => {
+    await withTmpDir('gc-store-down', async (dir) => {
+      const clock = fakeClock();
+      const db = await openDb(dir, clock);
+      const col = await db.createCollection('docs', { dimension: DIM });
+      await fill(col, 0, 1, 20);
+      await db.flushUploads();
+      const store = db.options.objectStore as string;
+      const objects = new URL(store);
+      const orphanKey = path.join(objects.pathname, 'docs', 'segments', 'docs.999');
+      await plantFile(orphanKey, 100);
+      const localOrphan = path.join(dir, 'collections', 'docs', 'segments', '00000999.seg');
+      await plantFile(localOrphan, 100);
+      const first = await db.gc();
+      assert.equal(first.remoteError, undefined);
+      assert.deepEqual(first.entries.map((e) => e.action).sort(), ['marked', 'marked']);
+      await fsp.rename(objects.pathname, `${objects.pathname}-away`); // the store's root is gone
+      clock.t += 2 * G;
+      const down = await db.gc();
+      assert.match(down.remoteError ?? '', /./, 'the report says remote was not scanned');
+      assert.deepEqual(down.entries.map((e) => [e.location, e.action]), [[localOrphan, 'deleted']]);
+      assert.equal(existsSync(localOrphan), false);
+      await fsp.rename(`${objects.pathname}-away`, objects.pathname);
+      const back = await db.gc();
+      assert.deepEqual(back.entries.map((e) => [e.location, e.action]), [['remote:docs/segments/docs.999', 'deleted']], 'its mark survived the outage');
+      await db.close();
+    });
+  });
+});
