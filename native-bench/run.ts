@@ -1,4 +1,4 @@
-// The benchmark CLI: `node dist/native-bench/run.js <all|search|ingest|seal|tiers> [--quick] [--runs N]
+// The benchmark CLI: `node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers> [--quick] [--runs N]
 // [--json] [--dir PATH] [--sizes A,B,..] [--total N]`. Runs the benches in this process one after
 // another, progress on stderr, a table (or with --json the JSON) on stdout, and one JSON file per
 // bench under bench-results/. It owns argument parsing and output, never measurement.
@@ -11,11 +11,12 @@ import { runSearch } from './search.js';
 import { runIngest } from './ingest.js';
 import { defaultSealParams, runSeal } from './seal.js';
 import { defaultTiersParams, runTiers } from './tiers.js';
+import { runWorkers } from './workers.js';
 
-const BENCHES = ['search', 'ingest', 'seal', 'tiers'] as const;
+const BENCHES = ['search', 'ingest', 'seal', 'tiers', 'workers'] as const;
 type BenchName = (typeof BENCHES)[number];
 
-const USAGE = `usage: node dist/native-bench/run.js <all|search|ingest|seal|tiers> [options]
+const USAGE = `usage: node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers> [options]
   --quick          smaller sets and fewer runs (about 3 minutes for all)
   --runs N         timed passes per measurement, median reported (default 5, 2 with --quick)
   --json           print the JSON result to stdout instead of the tables
@@ -107,6 +108,7 @@ async function main(): Promise<number> {
       if (name === 'search') report = await runSearch(args.opts);
       else if (name === 'ingest') report = await runIngest(args.opts);
       else if (name === 'tiers') report = await runTiers(args.opts, defaultTiersParams(args.opts.quick, args.sizes));
+      else if (name === 'workers') report = await runWorkers(args.opts);
       else {
         const d = defaultSealParams(args.opts.quick);
         report = await runSeal(args.opts, { sizes: args.sizes ?? d.sizes, total: args.total ?? d.total });
