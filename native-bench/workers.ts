@@ -30,7 +30,7 @@ import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/pr
 import { Database, type Collection } from '../engine/index.js';
 import { WorkerPool } from '../workers/pool.js';
 import {
-  shannonEntropy, planeEntropy, chooseCodec, encodeSection, decodeSection, deflateImplFor, levelForEntropy,
+  shannonEntropy, planeEntropy, defaultEntropySample, chooseCodec, encodeSection, decodeSection, deflateImplFor, levelForEntropy,
   LARGE_SECTION_BYTES, SHUFFLE_ELEMENT_SIZE, type DeflateImpl, type DeflateLevel,
 } from '../workers/codec.js';
 import { Codec, encodeStringTable } from '../format/segment.js';
@@ -596,8 +596,9 @@ function measureSample(opts: BenchOptions, s: Sample): CompressionResult {
     raw: () => zlib.inflateRawSync(rawStored),
   };
   const entropy = () => {
-    shannonEntropy(s.data);
-    if (s.elementSize !== undefined) planeEntropy(s.data, s.elementSize);
+    const sample = defaultEntropySample(s.data.byteLength); // what chooseCodec samples
+    shannonEntropy(s.data, sample);
+    if (s.elementSize !== undefined) planeEntropy(s.data, s.elementSize, sample);
   };
   // Untimed warm-up of every path on a slice (fflate's first calls run cold JS; the slice is enough to JIT it).
   const slice = s.data.subarray(0, Math.min(s.data.length, WARM_UP_BYTES));
@@ -712,7 +713,7 @@ function tables(opts: BenchOptions, res: Results): Table[] {
         ms(c.entropyMs), pct(c.entropyShare.zlib), pct(c.entropyShare.fflate), met(c.entropyShare[res.compressImpl] < TARGET_ENTROPY_SHARE),
       ]),
       notes: [
-        'entropy: order-0 bits/byte of the 64 KiB sample; planes: mean per-byte-plane entropy (only for float32 sections, where the shuffle is considered); selected: chooseCodec\'s codec and level',
+        'entropy: order-0 bits/byte of the sample (1/16 of the section, 4-64 KiB); planes: mean per-byte-plane entropy (only for float32 sections, where the shuffle is considered); selected: chooseCodec\'s codec and level',
         `level rule: sections >= LARGE_SECTION_BYTES (${LARGE_SECTION_BYTES / 2 ** 20} MiB) at level 1, else levelForEntropy of the entropy deflate sees (the planes figure when shuffling): < 2.5 -> 1, < 3.5 -> 4, else 6`,
         'engine zlib / fflate: encodeSection(data, { impl }) MB/s of raw bytes: entropy estimate + shuffle (if picked) + deflate + two CRC32s; raw zlib: deflateRawSync of the unshuffled bytes at the same level; ratio: raw / stored bytes',
         `speeds by CPU time of this process (only the main thread works in this part), each step repeated for >= ${MIN_STEP_MS} ms: other tenants' load does not enter; engine/raw: median of per-run ratios, by CPU and (wall) by wall time`,

@@ -443,13 +443,13 @@ function levelFor(entropy: number, size: number): DeflateLevel {
  * budget; 1/16 keeps every section near 1%, and a 256-bin histogram of 4 KiB is still ~16
  * samples a bin.
  */
-function defaultSample(length: number): number {
+export function defaultEntropySample(length: number): number {
   return Math.min(DEFAULT_ENTROPY_SAMPLE, Math.max(4096, Math.ceil(length / 16)));
 }
 
 function checkChooseOptions(opts: ChooseOptions, length: number): { elementSize: number | undefined; minSavings: number; sample: number } {
   if (opts === null || typeof opts !== 'object') throw new TypeError('options must be an object');
-  const { elementSize, minSavings = DEFAULT_MIN_SAVINGS, sample = defaultSample(length) } = opts;
+  const { elementSize, minSavings = DEFAULT_MIN_SAVINGS, sample = defaultEntropySample(length) } = opts;
   if (elementSize !== undefined && elementSize !== 1 && elementSize !== SHUFFLE_ELEMENT_SIZE) {
     throw invalid(`elementSize must be 1 or ${SHUFFLE_ELEMENT_SIZE} (the width shuffleDeflate is defined for), got ${elementSize}`);
   }
