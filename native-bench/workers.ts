@@ -8,8 +8,9 @@
 //     interleaved run by run. Target: >= 1.6x inline with 2 workers.
 //  2. Search latency while maintenance runs. One hot collection; searches one at a time (each
 //     awaited, a setImmediate yield between them, as a server would interleave requests), idle and
-//     while the same job set runs in a loop inline, on 1 worker and on 2 workers. p50/p99 latency,
-//     event-loop delay p99, ratio against idle in the same run. Target: 2-worker p99 <= 1.5x idle.
+//     while the same job set runs in a loop inline, on 1 worker and on 2 workers, plus a control (2
+//     threads that only spin: the scheduler's share of the damage). p50/p99 latency, event-loop
+//     delay p99, ratio against idle in the same run. Target: 2-worker p99 <= 1.5x idle.
 //  3. Compression per data type (float vectors, payload JSON, ids as string tables): the codec the
 //     entropy selection picks, the ratio, compress / decompress MB/s with fflate and node:zlib at
 //     the level the selection uses, and the entropy estimate's cost as a share of the compression.
