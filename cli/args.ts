@@ -1,4 +1,5 @@
-// Minimal argv parsing for the admin CLI: positionals plus --flag / --flag value / --flag=value.
+// Minimal argv parsing for the admin CLI (positionals plus --flag / --flag value / --flag=value),
+// and the one formatting helper its commands share.
 
 export interface ParsedArgs {
   positionals: string[];
@@ -33,4 +34,9 @@ export function intFlag(args: ParsedArgs, name: string, fallback: number): numbe
 
 export class UsageError extends Error {
   override name = 'UsageError';
+}
+
+/** Bytes as MB for progress lines. */
+export function mb(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MB`;
 }

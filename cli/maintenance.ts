@@ -4,10 +4,7 @@
 // can alert on it.
 
 import { Database, type DatabaseOptions } from '../engine/index.js';
-
-function mb(bytes: number): string {
-  return `${(bytes / 1048576).toFixed(1)} MB`;
-}
+import { mb } from './args.js';
 
 export async function verifyCommand(dir: string, repair: boolean, json: boolean, options: DatabaseOptions): Promise<number> {
   const db = await Database.open(dir, options);

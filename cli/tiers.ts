@@ -2,13 +2,9 @@
 // Progress goes to stderr so `--json` output on stdout stays machine-readable.
 
 import { Database, StratavecError, type DatabaseOptions, type SegmentInfo } from '../engine/index.js';
-import { UsageError } from './args.js';
+import { UsageError, mb } from './args.js';
 
 type Tier = 'hot' | 'warm' | 'cold';
-
-function mb(bytes: number): string {
-  return `${(bytes / 1048576).toFixed(1)} MB`;
-}
 
 /** Expands `all`, `collection:NAME` and plain segment ids into segments. */
 function resolveTargets(db: Database, targets: string[]): SegmentInfo[] {

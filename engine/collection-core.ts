@@ -664,17 +664,27 @@ export class CollectionCore {
 
   async #verifyLocal(seg: SealedSegment, locked: boolean): Promise<void> {
     this.#viewOf(seg);
-    const file = this.#ctx.warm.pathFor(this.name, seg.meta.seq);
+    const { fault } = await this.#inspectFile(seg, this.#ctx.warm.pathFor(this.name, seg.meta.seq));
+    if (fault) await (locked ? this.#repairLocal(seg, fault) : seg.exclusive(() => this.#repairLocal(seg, fault)));
+  }
+
+  /**
+   * CRC-checks a local segment file (or, with `kinds`, a stub holding only those sections) in a
+   * worker, and holds its sections' raw CRC32s against the manifest's. Resolves the bytes read
+   * and, when the file is bad or missing, the ERR_SEGMENT_CORRUPT / ERR_SEGMENT_NOT_FOUND that
+   * says so; any other failure (I/O, the pool) rejects.
+   */
+  async #inspectFile(seg: SealedSegment, file: string, kinds?: readonly number[]): Promise<{ bytes: number; fault?: StratavecError }> {
+    const want = kinds ? seg.meta.sections.filter((x) => kinds.includes(x.kind)) : seg.meta.sections;
     try {
-      await this.#ctx.pool.run('verifySegment', { path: file });
-      const sections = seg.view!.reader.sections;
-      const want = seg.meta.sections;
-      if (sections.length !== want.length || sections.some((x, i) => x.rawCrc !== want[i]!.rawCrc)) {
-        throw new StratavecError('ERR_SEGMENT_CORRUPT', `segment ${seg.id}: local file's sections differ from the manifest`);
+      const r = await this.#ctx.pool.run('verifySegment', { path: file });
+      if (r.kinds.length !== want.length || want.some((x, i) => r.kinds[i] !== x.kind || r.rawCrcs[i] !== x.rawCrc)) {
+        return { bytes: r.bytes, fault: new StratavecError('ERR_SEGMENT_CORRUPT', `segment ${seg.id}: ${path.basename(file)}'s sections differ from the manifest`) };
       }
+      return { bytes: r.bytes };
     } catch (err) {
-      if (!(err instanceof StratavecError) || (err.code !== 'ERR_SEGMENT_CORRUPT' && err.code !== 'ERR_SEGMENT_NOT_FOUND')) throw err;
-      await (locked ? this.#repairLocal(seg, err) : seg.exclusive(() => this.#repairLocal(seg, err)));
+      if (err instanceof StratavecError && (err.code === 'ERR_SEGMENT_CORRUPT' || err.code === 'ERR_SEGMENT_NOT_FOUND')) return { bytes: 0, fault: err };
+      throw err;
     }
   }
 
@@ -935,7 +945,7 @@ export class CollectionCore {
     const local = seg.meta.local;
     const { local: _gone, ...rest } = seg.meta;
     await this.#ctx.leases.with([this.#stubPath(seg.meta.seq)], async () => {
-      await this.#writeStub(seg, view);
+      await this.#writeStub(seg, STUB_KINDS.map((kind) => view.reader.raw(kind)));
       await this.#commit({ replace: { ...rest, tier: 'cold' } });
     });
     seg.coldIds = view.ids;
@@ -946,11 +956,13 @@ export class CollectionCore {
   }
 
   /** Writes the id stub of a segment about to go cold: meta, ids and the id lookup, raw. */
-  async #writeStub(seg: SealedSegment, view: SegmentView): Promise<void> {
-    const enc = encodeSegment({ dimension: this.dimension, metric: this.metric, count: seg.meta.records }, [
-      { kind: SectionKind.ids, data: view.reader.raw(SectionKind.ids) },
-      { kind: SectionKind.idLookup, data: view.reader.raw(SectionKind.idLookup) },
-    ]);
+  async #writeStub(seg: SealedSegment, sections: Uint8Array[]): Promise<void> {
+    const enc = encodeSegment({ dimension: this.dimension, metric: this.metric, count: seg.meta.records },
+      STUB_KINDS.map((kind, i) => ({ kind, data: sections[i]! })));
+    const want = seg.meta.sections.filter((x) => STUB_KINDS.includes(x.kind));
+    if (enc.sections.some((e, i) => e.rawCrc !== want[i]?.rawCrc)) {
+      throw new StratavecError('ERR_SEGMENT_CORRUPT', `segment ${seg.id}: the id stub's sections differ from the manifest`);
+    }
     await writeSegmentFile(this.#stubPath(seg.meta.seq), enc);
   }
 
@@ -960,11 +972,9 @@ export class CollectionCore {
    */
   async #loadStub(seg: SealedSegment): Promise<StringTable> {
     const file = this.#stubPath(seg.meta.seq);
-    const idsCrc = seg.meta.sections.find((x) => x.kind === SectionKind.ids)?.rawCrc;
     try {
-      const reader = SegmentReader.open(mapReadOnly(file, { minSize: HEADER_SIZE + TRAILER_SIZE }));
-      reader.verifyAll();
-      if (reader.entry(SectionKind.ids)?.rawCrc === idsCrc) return StringTable.open(reader.raw(SectionKind.ids), seg.meta.records);
+      const { fault } = await this.#inspectFile(seg, file, STUB_KINDS); // CRCs checked in a worker
+      if (!fault) return StringTable.open(SegmentReader.open(mapReadOnly(file, { minSize: HEADER_SIZE + TRAILER_SIZE })).raw(SectionKind.ids), seg.meta.records);
     } catch (err) {
       if (!(err instanceof StratavecError)) throw err;
     }
@@ -977,15 +987,10 @@ export class CollectionCore {
       const stored = await this.#ctx.cold.readSection(remote.key, e);
       return Buffer.from(e.codec === Codec.none ? stored : decodeSection(stored, e.codec, e.rawLength));
     };
-    const ids = await raw(SectionKind.ids);
-    const lookup = await raw(SectionKind.idLookup);
-    const enc = encodeSegment({ dimension: this.dimension, metric: this.metric, count: seg.meta.records }, [
-      { kind: SectionKind.ids, data: ids },
-      { kind: SectionKind.idLookup, data: lookup },
-    ]);
-    if (enc.sections[0]!.rawCrc !== idsCrc) throw new StratavecError('ERR_SEGMENT_CORRUPT', `remote copy ${remote.key}: ids differ from the manifest`);
-    await writeSegmentFile(file, enc);
-    return StringTable.open(ids, seg.meta.records);
+    const sections: Buffer[] = [];
+    for (const kind of STUB_KINDS) sections.push(await raw(kind));
+    await this.#writeStub(seg, sections); // checked against the manifest before it is written
+    return StringTable.open(sections[0]!, seg.meta.records);
   }
 
   /** Shares one rehydration among every reader that needs the segment. */
@@ -1042,7 +1047,7 @@ export class CollectionCore {
       if (!this.#sealed.has(id) || this.#closed) return check;
       check.tier = this.#tierOf(seg);
       const warm = seg.meta.tier === 'warm';
-      const local = warm ? await this.#checkLocal(seg) : await this.#checkStub(seg);
+      const local = await this.#checkFile(seg, warm ? 'local' : 'stub');
       check.copies.push(local);
       const wantRemote = opts.remote && (seg.meta.remote !== undefined || (warm && this.#ctx.options.uploadOnSeal));
       const remote = wantRemote ? await this.#checkRemote(seg) : undefined;
@@ -1065,40 +1070,20 @@ export class CollectionCore {
     return path.relative(path.dirname(this.#ctx.warm.root), file);
   }
 
-  async #checkLocal(seg: SealedSegment): Promise<CopyCheck> {
-    const file = this.#ctx.warm.pathFor(this.name, seg.meta.seq);
-    const out: CopyCheck = { copy: 'local', location: this.#relative(file), status: 'ok', bytes: 0 };
+  /** The local copy of a warm segment (`local`) or a cold segment's id stub, as verify reports it. */
+  async #checkFile(seg: SealedSegment, copy: 'local' | 'stub'): Promise<CopyCheck> {
+    const file = copy === 'local' ? this.#ctx.warm.pathFor(this.name, seg.meta.seq) : this.#stubPath(seg.meta.seq);
+    const out: CopyCheck = { copy, location: this.#relative(file), status: 'ok', bytes: 0 };
     try {
-      const r = await this.#ctx.pool.run('verifySegment', { path: file });
-      out.bytes = r.bytes;
-      const want = seg.meta.sections.map((x) => x.rawCrc);
-      if (r.rawCrcs.length !== want.length || r.rawCrcs.some((c, i) => c !== want[i])) {
-        out.status = 'corrupt';
-        out.detail = 'sections differ from the manifest';
+      const { bytes, fault } = await this.#inspectFile(seg, file, copy === 'stub' ? STUB_KINDS : undefined);
+      out.bytes = bytes;
+      if (fault) {
+        out.status = fault.code === 'ERR_SEGMENT_NOT_FOUND' ? 'missing' : 'corrupt';
+        out.detail = fault.message;
       }
     } catch (err) {
       if (!(err instanceof StratavecError)) throw err;
-      out.status = localStatus(err);
-      out.detail = err.message;
-    }
-    return out;
-  }
-
-  async #checkStub(seg: SealedSegment): Promise<CopyCheck> {
-    const file = this.#stubPath(seg.meta.seq);
-    const out: CopyCheck = { copy: 'stub', location: this.#relative(file), status: 'ok', bytes: 0 };
-    try {
-      const reader = SegmentReader.open(mapReadOnly(file, { minSize: HEADER_SIZE + TRAILER_SIZE }));
-      reader.verifyAll();
-      out.bytes = reader.size;
-      const idsCrc = seg.meta.sections.find((x) => x.kind === SectionKind.ids)?.rawCrc;
-      if (reader.entry(SectionKind.ids)?.rawCrc !== idsCrc) {
-        out.status = 'corrupt';
-        out.detail = 'ids differ from the manifest';
-      }
-    } catch (err) {
-      if (!(err instanceof StratavecError)) throw err;
-      out.status = localStatus(err);
+      out.status = 'unreachable'; // an I/O or pool failure: the file may be fine
       out.detail = err.message;
     }
     return out;
@@ -1433,10 +1418,7 @@ export class CollectionCore {
 /** Missing or corrupt: a copy to repair. Unreachable says nothing about the copy itself. */
 const isBad = (c: CopyCheck) => c.status === 'missing' || c.status === 'corrupt';
 
-function localStatus(err: StratavecError): CopyCheck['status'] {
-  if (err.code === 'ERR_SEGMENT_NOT_FOUND') return 'missing';
-  if (err.code === 'ERR_SEGMENT_CORRUPT') return 'corrupt';
-  return 'unreachable'; // an I/O error: the file may be fine
-}
+/** The sections a cold segment's id stub holds, in file order. */
+const STUB_KINDS: readonly number[] = [SectionKind.ids, SectionKind.idLookup];
 
 const ALL_TIERS: ReadonlySet<Tier> = new Set<Tier>(['hot', 'warm', 'cold']);

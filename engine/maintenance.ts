@@ -11,6 +11,7 @@ import { StratavecError } from '../format/errors.js';
 import { TEMP_PREFIX } from '../format/fsutil.js';
 import { MarkBook, type GarbageItem, type GcEntry } from '../gc/collector.js';
 import { remoteLocation } from '../gc/leases.js';
+import type { ObjectInfo } from '../tiers/object-store.js';
 import { planCompaction, type CompactionGroup } from '../gc/compaction.js';
 import type { CollectionCore, CompactionResult, EngineContext, SegmentCheck } from './collection-core.js';
 
@@ -259,41 +260,33 @@ export class Maintenance {
 
   async #scanRemote(items: GarbageItem[], cores: ReadonlyMap<string, CollectionCore>): Promise<void> {
     const store = this.#ctx.cold.store;
-    const manifests = new Map<string, { key: string; version: number; info: { size: number; etag?: string; lastModified: number } }[]>();
+    const object = (o: ObjectInfo, reason: GarbageItem['reason']) => items.push({
+      kind: 'object', location: remoteLocation(o.key), bytes: o.size, reason, identity: objectIdentity(o),
+    });
+    const refs = new Map<string, ReturnType<CollectionCore['references']>>(); // one snapshot per collection per scan
+    const refsOf = (core: CollectionCore) => refs.get(core.name) ?? refs.set(core.name, core.references()).get(core.name)!;
+    const manifests = new Map<CollectionCore, { info: ObjectInfo; version: number }[]>();
     for (const o of await store.list('')) {
       const [coll, kind, rest, ...extra] = o.key.split('/');
       if (coll === undefined || rest === undefined || extra.length > 0) continue; // not our layout: left alone
-      const object = (reason: GarbageItem['reason']) => items.push({
-        kind: 'object', location: remoteLocation(o.key), bytes: o.size, reason, identity: objectIdentity(o),
-      });
+      const m = kind === 'manifest' ? MANIFEST_KEY_RE.exec(rest) : null;
+      if (kind !== 'segments' && !m) continue;
       const core = cores.get(coll);
-      if (kind === 'segments') {
-        if (!core) object('dropped-collection');
-        else {
-          const refs = core.references();
-          if (!refs.remote.has(o.key)) object(refs.replaced.has(remoteLocation(o.key)) ? 'replaced-segment' : 'unreferenced-object');
-        }
-      } else if (kind === 'manifest') {
-        const m = MANIFEST_KEY_RE.exec(rest);
-        if (!m) continue;
-        if (!core) object('dropped-collection');
-        else {
-          const list = manifests.get(coll) ?? [];
-          list.push({ key: o.key, version: Number(m[1]), info: o });
-          manifests.set(coll, list);
-        }
+      if (!core) {
+        object(o, 'dropped-collection');
+      } else if (m) {
+        manifests.set(core, [...(manifests.get(core) ?? []), { info: o, version: Number(m[1]) }]);
+      } else if (!refsOf(core).remote.has(o.key)) {
+        object(o, refsOf(core).replaced.has(remoteLocation(o.key)) ? 'replaced-segment' : 'unreferenced-object');
       }
     }
-    for (const [coll, list] of manifests) {
+    for (const [core, list] of manifests) {
       // A version above the collection's own is a dropped collection's of the same name (left
       // behind when the store was unreachable): never count it among the ones kept.
-      const current = cores.get(coll)!.references().manifestVersion;
-      const objectItem = (m: (typeof list)[number], reason: GarbageItem['reason']) => items.push({
-        kind: 'object', location: remoteLocation(m.key), bytes: m.info.size, reason, identity: objectIdentity(m.info),
-      });
+      const current = refsOf(core).manifestVersion;
+      for (const m of list) if (m.version > current) object(m.info, 'dropped-collection');
       const ours = list.filter((m) => m.version <= current).sort((a, b) => b.version - a.version);
-      for (const m of list) if (m.version > current) objectItem(m, 'dropped-collection');
-      for (const m of ours.slice(KEEP_REMOTE_MANIFESTS)) objectItem(m, 'old-manifest');
+      for (const m of ours.slice(KEEP_REMOTE_MANIFESTS)) object(m.info, 'old-manifest');
     }
     for (const u of await store.listIncompleteUploads('')) {
       items.push({ kind: 'upload', location: `upload:${u.key}#${u.uploadId}`, bytes: 0, reason: 'incomplete-upload', identity: u.uploadId });

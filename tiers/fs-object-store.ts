@@ -164,34 +164,17 @@ export class FsObjectStore implements ObjectStore {
     validatePrefix(prefix);
     this.#checkOpen();
     await this.#requireRoot('listing');
-    const dirPart = prefix.slice(0, prefix.lastIndexOf('/') + 1);
     const out: ObjectInfo[] = [];
-    const walk = async (rel: string): Promise<void> => {
-      let entries;
+    await this.#walkFiles(prefix, `listing ${quoteKey(prefix)}`, async (name, base) => {
+      if (isInternalName(base) || !name.startsWith(prefix)) return;
       try {
-        entries = await fsp.readdir(path.join(this.root, rel), { withFileTypes: true });
+        const st = await fsp.stat(path.join(this.root, name));
+        out.push({ key: name, size: st.size, lastModified: st.mtimeMs });
       } catch (err) {
-        if (MISSING.has(sysCode(err) ?? '')) return; // the prefix names nothing (or was just deleted)
+        if (sysCode(err) === 'ENOENT') return; // deleted between readdir and stat
         throw this.#mapError(err, `listing ${quoteKey(prefix)}`);
       }
-      for (const e of entries) {
-        if (isInternalName(e.name)) continue;
-        const name = rel + e.name;
-        if (e.isDirectory()) {
-          const sub = `${name}/`;
-          if (sub.startsWith(prefix) || prefix.startsWith(sub)) await walk(sub);
-        } else if (e.isFile() && name.startsWith(prefix)) {
-          try {
-            const st = await fsp.stat(path.join(this.root, name));
-            out.push({ key: name, size: st.size, lastModified: st.mtimeMs });
-          } catch (err) {
-            if (sysCode(err) === 'ENOENT') continue; // deleted between readdir and stat
-            throw this.#mapError(err, `listing ${quoteKey(prefix)}`);
-          }
-        }
-      }
-    };
-    await walk(dirPart);
+    });
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
@@ -432,30 +415,41 @@ export class FsObjectStore implements ObjectStore {
    */
   async #staleObjectTemps(prefix: string): Promise<IncompleteUpload[]> {
     const out: IncompleteUpload[] = [];
+    await this.#walkFiles(prefix, 'listing upload leftovers', async (name, base) => {
+      if (!base.startsWith(TEMP_PREFIX)) return;
+      const m = /^\.tmp-(.+)-[0-9a-f]{12}$/.exec(base);
+      const key = name.slice(0, name.length - base.length) + (m ? m[1] : base.slice(TEMP_PREFIX.length));
+      if (!key.startsWith(prefix)) return;
+      const mtime = await this.#staleMtime(path.join(this.root, name));
+      if (mtime !== undefined) out.push({ key, uploadId: `${TEMP_FILE_UPLOAD}${name}`, initiated: mtime });
+    });
+    return out;
+  }
+
+  /**
+   * Calls `visit(path under the root, file name)` for every regular file in the directories that
+   * can hold keys starting with `prefix`, internal directories (the uploads area) excluded.
+   */
+  async #walkFiles(prefix: string, what: string, visit: (name: string, base: string) => Promise<void>): Promise<void> {
     const walk = async (rel: string): Promise<void> => {
       let entries;
       try {
         entries = await fsp.readdir(path.join(this.root, rel), { withFileTypes: true });
       } catch (err) {
-        if (MISSING.has(sysCode(err) ?? '')) return;
-        throw this.#mapError(err, 'listing upload leftovers');
+        if (MISSING.has(sysCode(err) ?? '')) return; // the prefix names nothing (or was just deleted)
+        throw this.#mapError(err, what);
       }
       for (const e of entries) {
         const name = rel + e.name;
-        if (e.isDirectory() && !isInternalName(e.name)) {
+        if (e.isDirectory()) {
           const sub = `${name}/`;
-          if (sub.startsWith(prefix) || prefix.startsWith(sub)) await walk(sub);
-        } else if (e.isFile() && e.name.startsWith(TEMP_PREFIX)) {
-          const m = /^\.tmp-(.+)-[0-9a-f]{12}$/.exec(e.name);
-          const key = rel + (m ? m[1] : e.name.slice(TEMP_PREFIX.length));
-          if (!key.startsWith(prefix)) continue;
-          const mtime = await this.#staleMtime(path.join(this.root, name));
-          if (mtime !== undefined) out.push({ key, uploadId: `${TEMP_FILE_UPLOAD}${name}`, initiated: mtime });
+          if (!isInternalName(e.name) && (sub.startsWith(prefix) || prefix.startsWith(sub))) await walk(sub);
+        } else if (e.isFile()) {
+          await visit(name, e.name);
         }
       }
     };
     await walk(prefix.slice(0, prefix.lastIndexOf('/') + 1));
-    return out;
   }
 
   async #removeObjectTemp(key: string, uploadId: string): Promise<void> {

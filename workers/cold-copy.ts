@@ -12,7 +12,7 @@ import {
   Codec, encodeSegment, writeSegmentFile, SegmentReader, SectionKind, HEADER_SIZE, TRAILER_SIZE,
   type SectionEntry, type SectionInput,
 } from '../format/segment.js';
-import type { VerifyResult } from './verify.js';
+import { verifyResult, type VerifyResult } from './verify.js';
 import { encodeSection, decodeSection, deflateImplFor, SHUFFLE_ELEMENT_SIZE, type DeflateImpl } from './codec.js';
 
 export interface EncodeColdCopyTask {
@@ -225,5 +225,5 @@ export async function verifyColdCopy(task: VerifyColdCopyTask): Promise<VerifyRe
   const reader = await openCopy(task.src, expect);
   const impl = deflateImplFor('decompress');
   for (const s of reader.sections) rawSection(reader, s, impl);
-  return { bytes: reader.size, sections: reader.sections.length, rawCrcs: reader.sections.map((s) => s.rawCrc) };
+  return verifyResult(reader);
 }

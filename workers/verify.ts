@@ -11,12 +11,19 @@ export interface VerifyTask {
 export interface VerifyResult {
   bytes: number;
   sections: number;
-  /** Each section's raw CRC32 in table order, for the caller to hold against its manifest. */
+  /** Each section's kind and raw CRC32 in table order, for the caller to hold against its manifest. */
+  kinds: number[];
   rawCrcs: number[];
+}
+
+/** What a check of `reader` (already verified) reports. */
+export function verifyResult(reader: SegmentReader): VerifyResult {
+  const { sections } = reader;
+  return { bytes: reader.size, sections: sections.length, kinds: sections.map((s) => s.kind), rawCrcs: sections.map((s) => s.rawCrc) };
 }
 
 export async function verifySegment(task: VerifyTask): Promise<VerifyResult> {
   const reader = SegmentReader.open(mapReadOnly(task.path, { minSize: HEADER_SIZE + TRAILER_SIZE, sequential: true }));
   reader.verifyAll();
-  return { bytes: reader.size, sections: reader.sections.length, rawCrcs: reader.sections.map((s) => s.rawCrc) };
+  return verifyResult(reader);
 }
