@@ -26,6 +26,14 @@ export interface HnswParams {
   efSearch: number;
 }
 
+/**
+ * Wraps every call into hnswlib's native code made while building or serializing, so a worker can
+ * refuse to start one once it has been asked to stop and can tell its pool when it is inside one
+ * (terminating a thread there aborts the process; see workers/task-stop.ts). Identity by default.
+ */
+export type NativeCall = <T>(call: () => T) => T;
+const direct: NativeCall = (call) => call();
+
 export const DEFAULT_HNSW_PARAMS: Readonly<HnswParams> = Object.freeze({ M: 16, efConstruction: 200, efSearch: 64 });
 
 /** hnswlib-node caps M at 10000; M = 1 makes its level multiplier 1/ln(1) infinite. */
@@ -224,7 +232,10 @@ export class HnswIndex {
    * and CPU-bound (seconds for 10^4-10^5 rows): run it in a worker. For `'cosine'` the rows must
    * already be unit length. The same vectors, params and seed give the same graph.
    */
-  static build(vectors: Float32Array, dim: number, count: number, metric: Metric, params: HnswParams, opts?: { seed?: number }): HnswIndex {
+  static build(
+    vectors: Float32Array, dim: number, count: number, metric: Metric, params: HnswParams,
+    opts?: { seed?: number; nativeCall?: NativeCall },
+  ): HnswIndex {
     checkShape(dim, count, metric);
     checkParams(params);
     if (count * dim > vectors.length) {
@@ -232,17 +243,18 @@ export class HnswIndex {
     }
     const seed = opts?.seed ?? 100;
     if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new StratavecError('ERR_INVALID_ARGUMENT', `seed must be a uint32, got ${seed}`);
-    const native = new HierarchicalNSW(hnswSpaceFor(metric), dim);
+    const nativeCall = opts?.nativeCall ?? direct;
+    const native = nativeCall(() => new HierarchicalNSW(hnswSpaceFor(metric), dim));
     // Capacity exactly count (hnswlib cannot take 0): a sealed segment never grows, and the load
     // check relies on it.
-    native.initIndex({ maxElements: Math.max(count, 1), m: params.M, efConstruction: params.efConstruction, randomSeed: seed });
+    nativeCall(() => native.initIndex({ maxElements: Math.max(count, 1), m: params.M, efConstruction: params.efConstruction, randomSeed: seed }));
     // hnswlib-node takes number[] and copies it into a float buffer before inserting, so one array
     // refilled per row is enough. Measured: ~1.5 us per 128-d row, against ~13 us for
     // Array.from(subarray); both are noise next to the ~300 us the insertion itself takes.
     const point = new Array<number>(dim).fill(0);
     for (let row = 0, off = 0; row < count; row++, off += dim) {
       for (let j = 0; j < dim; j++) point[j] = vectors[off + j]!;
-      native.addPoint(point, row);
+      nativeCall(() => native.addPoint(point, row));
     }
     return new HnswIndex(native, dim, metric, count, params.M, params.efSearch);
   }
@@ -324,11 +336,11 @@ export class HnswIndex {
   }
 
   /** The index file's bytes, via a temp file in `tmpDir` that is removed before this returns. */
-  async toBytes(tmpDir: string): Promise<Buffer> {
+  async toBytes(tmpDir: string, nativeCall: NativeCall = direct): Promise<Buffer> {
     const native = this.#live();
     const tmp = scratchPath(tmpDir);
     try {
-      await native.writeIndex(tmp);
+      await nativeCall(() => native.writeIndex(tmp));
       const bytes = await fsp.readFile(tmp);
       this.#checkWritten(bytes);
       return bytes;

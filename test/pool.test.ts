@@ -6,6 +6,7 @@
 
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -182,7 +183,8 @@ describe('timeouts', () => {
         const t0 = Date.now();
         const err = await rejectionOf(runAny(pool, name, { ms: 20_000 }));
         assert.equal(err.code, 'ERR_WORKER_TIMEOUT', err.message);
-        assert.match(err.message, new RegExp(`worker task ${name} ran past the 500 ms task timeout; its thread was stopped$`));
+        // Neither task checks for a stop request, so both threads are terminated after the grace.
+        assert.match(err.message, new RegExp(`worker task ${name} ran past the 500 ms task timeout; its thread was terminated$`));
         assert.ok(Date.now() - t0 < 5_000, `${name} was stopped promptly (${Date.now() - t0} ms)`);
       }
       assert.equal(await runAny(pool, 'sleep', { ms: 10 }), 10);
@@ -251,15 +253,18 @@ describe('timeouts', () => {
 });
 
 describe('no partial file under the final name', () => {
-  test('a real seal timed out mid-build leaves no segment file; the same pool then seals', async () => {
+  test('a real seal timed out mid-build stops itself: no segment file, and its thread seals the next one', async () => {
     await withTmpDir('pool', async (dir) => {
       await makeDirs(dir);
       // 20k x 64 with M 16 / efConstruction 200 takes ~13 s to build here; 2 s stops it early
       // and leaves ample time for the small seal afterwards, even on a loaded machine.
       const big = sealTask(dir, 20_000, 64);
       await withPool(1, { taskTimeoutMs: 2_000 }, async (pool) => {
+        const thread = await runAny(pool, 'threadId', {});
         const err = await rejectionOf(pool.run('seal', big));
         assert.equal(err.code, 'ERR_WORKER_TIMEOUT', err.message);
+        assert.match(err.message, /^worker task seal ran past the 2000 ms task timeout and was stopped$/);
+        assert.equal(await runAny(pool, 'threadId', {}), thread, 'the build ended itself, so its thread was kept');
         assert.deepEqual(await assertNoFinalFile(big), []);
         // Nothing can still appear: run() rejected only after the thread had exited.
         await new Promise((r) => setTimeout(r, 200));
@@ -303,6 +308,74 @@ describe('no partial file under the final name', () => {
       });
     });
   }
+});
+
+describe('stopping a thread inside hnswlib', () => {
+  // Terminating a thread inside an hnswlib-node call aborts the whole process (task-stop.ts): with
+  // plain termination, a timeout or destroy mid-build took the process down in under 10 tries.
+  // The first test below ends this file with SIGABRT when run against that pool.
+  test('real seals stopped at random moments, by timeout or by destroy, never abort the process (24 trials)', async () => {
+    const seed = Number(process.env['STRATAVEC_TEST_SEED'] ?? Date.now() % 100_000);
+    let state = seed;
+    const random = (): number => {
+      state = (Math.imul(state, 1_103_515_245) + 12_345) >>> 0;
+      return state / 2 ** 32;
+    };
+    const outcomes = { finished: 0, timedOut: 0, closed: 0 };
+    await withTmpDir('pool', async (dir) => {
+      await makeDirs(dir);
+      for (let trial = 0; trial < 24; trial++) {
+        const byTimeout = trial % 2 === 0;
+        const task = sealTask(dir, 3_000, 32, `t${trial}.seg`);
+        const pool = new WorkerPool(1, { filename: FAULTY, taskTimeoutMs: byTimeout ? 20 + Math.floor(random() * 400) : 0 });
+        try {
+          await runAny(pool, 'threadId', {}); // the thread is up, so the stop lands mid-task
+          const sealing = pool.run('seal', task).then(() => null, (err: unknown) => err);
+          if (!byTimeout) {
+            await new Promise((r) => setTimeout(r, Math.floor(random() * 400)));
+            await pool.destroy();
+          }
+          const err = await sealing;
+          if (err === null) {
+            outcomes.finished++;
+            continue;
+          }
+          assert.ok(err instanceof StratavecError, `seed ${seed} trial ${trial}: ${String(err)}`);
+          assert.equal(err.code, byTimeout ? 'ERR_WORKER_TIMEOUT' : 'ERR_DATABASE_CLOSED', `seed ${seed} trial ${trial}: ${err.message}`);
+          if (byTimeout) outcomes.timedOut++;
+          else outcomes.closed++;
+          await assertNoFinalFile(task);
+        } finally {
+          await pool.destroy();
+        }
+      }
+    });
+    console.log(`# seed ${seed}: ${JSON.stringify(outcomes)}`);
+    assert.ok(outcomes.timedOut + outcomes.closed >= 6, `most trials stop mid-seal: ${JSON.stringify(outcomes)}`);
+  });
+
+  test('a task inside a long native call is terminated only once the call has returned', async () => {
+    await withPool(1, { taskTimeoutMs: 200 }, async (pool) => {
+      await runAny(pool, 'threadId', {});
+      const t0 = Date.now();
+      const err = await rejectionOf(runAny(pool, 'longNativeIgnoringStop', { ms: 2_500 }));
+      const elapsed = Date.now() - t0;
+      assert.equal(err.code, 'ERR_WORKER_TIMEOUT', err.message);
+      // Asked at 0.2 s, grace over at 1.2 s, but the native mark holds until 2.5 s.
+      assert.ok(elapsed >= 2_400, `terminated at ${elapsed} ms, while still inside the native call`);
+    });
+  });
+
+  test('process.exit() during a build exits with its own code, never SIGABRT (12 trials)', async () => {
+    const script = fileURLToPath(new URL('./helpers/exit-mid-seal.js', import.meta.url));
+    await withTmpDir('pool', async (dir) => {
+      for (let trial = 0; trial < 12; trial++) {
+        const res = spawnSync(process.execPath, [script, dir, String(30 + trial * 40)], { encoding: 'utf8', timeout: 60_000 });
+        assert.equal(res.stdout.trim(), 'exiting mid-seal', `trial ${trial}: ${res.stderr}`);
+        assert.deepEqual({ status: res.status, signal: res.signal }, { status: 3, signal: null }, `trial ${trial}: ${res.stderr.slice(0, 500)}`);
+      }
+    });
+  });
 });
 
 describe('destroy', () => {

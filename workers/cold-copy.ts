@@ -14,6 +14,7 @@ import {
 } from '../format/segment.js';
 import { verifyResult, type VerifyResult } from './verify.js';
 import { encodeSection, decodeSection, deflateImplFor, SHUFFLE_ELEMENT_SIZE, type DeflateImpl } from './codec.js';
+import { TaskStop } from './task-stop.js';
 
 export interface EncodeColdCopyTask {
   /** The raw segment file (a warm file, or any valid segment). */
@@ -132,7 +133,7 @@ function rawSection(reader: SegmentReader, s: SectionEntry, impl: DeflateImpl): 
   return raw;
 }
 
-export async function encodeColdCopy(task: EncodeColdCopyTask): Promise<EncodeColdCopyResult> {
+export async function encodeColdCopy(task: EncodeColdCopyTask, stop: TaskStop = TaskStop.never): Promise<EncodeColdCopyResult> {
   const t0 = performance.now();
   const { src, dest } = checkPaths(task);
   const { minSavings } = task;
@@ -144,6 +145,7 @@ export async function encodeColdCopy(task: EncodeColdCopyTask): Promise<EncodeCo
   const inputs: SectionInput[] = [];
   const choices: SectionChoice[] = [];
   for (const s of reader.sections) {
+    stop.check(); // between sections: compressing one can take a second
     const raw = rawSection(reader, s, decompressImpl);
     const elementSize = elementSizeFor(s.kind);
     const enc = encodeSection(raw, {
@@ -196,13 +198,16 @@ async function openCopy(src: string, expect: number[] | undefined): Promise<Segm
   return reader;
 }
 
-export async function decodeColdCopy(task: DecodeColdCopyTask): Promise<DecodeColdCopyResult> {
+export async function decodeColdCopy(task: DecodeColdCopyTask, stop: TaskStop = TaskStop.never): Promise<DecodeColdCopyResult> {
   const t0 = performance.now();
   const { src, dest } = checkPaths(task);
   const reader = await openCopy(src, checkExpectRawCrcs(task.expectRawCrcs));
   const sections = reader.sections;
   const impl = deflateImplFor('decompress');
-  const inputs: SectionInput[] = sections.map((s) => ({ kind: s.kind, data: rawSection(reader, s, impl) }));
+  const inputs: SectionInput[] = sections.map((s) => {
+    stop.check();
+    return { kind: s.kind, data: rawSection(reader, s, impl) };
+  });
   const { dimension, metric, count } = reader.header;
   const encoded = encodeSegment({ dimension, metric, count }, inputs);
   // encodeSegment derived each rawCrc from the bytes it was given; rawSection already matched
@@ -218,12 +223,15 @@ export async function decodeColdCopy(task: DecodeColdCopyTask): Promise<DecodeCo
  * Checks a compressed copy as a restore would, without writing anything: every stored CRC, the
  * padding, the table against the manifest, and every section decoded and its raw CRC checked.
  */
-export async function verifyColdCopy(task: VerifyColdCopyTask): Promise<VerifyResult> {
+export async function verifyColdCopy(task: VerifyColdCopyTask, stop: TaskStop = TaskStop.never): Promise<VerifyResult> {
   if (task === null || typeof task !== 'object' || typeof task.src !== 'string') throw new TypeError('task.src must be a path');
   const expect = checkExpectRawCrcs(task.expectRawCrcs);
   if (expect === undefined) throw new TypeError('task.expectRawCrcs is required');
   const reader = await openCopy(task.src, expect);
   const impl = deflateImplFor('decompress');
-  for (const s of reader.sections) rawSection(reader, s, impl);
+  for (const s of reader.sections) {
+    stop.check();
+    rawSection(reader, s, impl);
+  }
   return verifyResult(reader);
 }

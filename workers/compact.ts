@@ -8,6 +8,7 @@ import { StratavecError } from '../format/errors.js';
 import { mapReadOnly } from '../format/mapped-file.js';
 import { SegmentReader, SectionKind, StringTable, HEADER_SIZE, TRAILER_SIZE } from '../format/segment.js';
 import { buildSegmentFile, type SealResult, type SegmentTarget } from './seal.js';
+import { TaskStop } from './task-stop.js';
 
 export interface CompactSource {
   path: string;
@@ -21,13 +22,14 @@ export interface CompactTask extends SegmentTarget {
   sources: CompactSource[];
 }
 
-export async function compact(task: CompactTask): Promise<SealResult> {
+export async function compact(task: CompactTask, stop: TaskStop = TaskStop.never): Promise<SealResult> {
   const dim = task.dimension;
   const total = task.sources.reduce((n, s) => n + s.rows.length, 0);
   const vectors = new Float32Array(total * dim);
   const ids: string[] = [];
   const payloads: (string | null)[] = [];
   for (const src of task.sources) {
+    stop.check();
     const reader = SegmentReader.open(mapReadOnly(src.path, { minSize: HEADER_SIZE + TRAILER_SIZE, sequential: true }));
     reader.verifyAll();
     const secs = reader.sections;
@@ -47,5 +49,5 @@ export async function compact(task: CompactTask): Promise<SealResult> {
     }
   }
   const { sources: _read, ...target } = task;
-  return buildSegmentFile({ ...target, vectors, ids, payloads });
+  return buildSegmentFile({ ...target, vectors, ids, payloads }, stop);
 }

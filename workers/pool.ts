@@ -7,13 +7,17 @@
 // - any other error thrown in the task -> ERR_WORKER_FAILED with the task's message;
 // - the worker thread died under the task (process.exit, an uncaught error, an OOM abort)
 //   -> ERR_WORKER_FAILED saying the worker exited; piscina starts a replacement thread;
-// - the task ran past `taskTimeoutMs` -> ERR_WORKER_TIMEOUT; piscina terminates that thread and
-//   starts a replacement;
+// - the task ran past `taskTimeoutMs` -> ERR_WORKER_TIMEOUT;
 // - the pool was destroyed before the task finished (queued or running) -> ERR_DATABASE_CLOSED;
 // - no thread could start at all (the task module fails to load) -> ERR_WORKER_FAILED; without
 //   this check piscina 5 would leave the task queued forever (see the 'error' listener).
-// When run() rejects because a thread was stopped or died, it first waits (up to EXIT_WAIT_MS) for
-// that thread to have exited, so nothing the task was doing can still land on disk afterwards.
+// Stopping a running task (timeout, destroy) first asks it to stop (task-stop.ts): real tasks check
+// between units of work and before every hnswlib call, and end with the stop's code, leaving their
+// thread for the next task. One that has not ended STOP_GRACE_MS later has its thread terminated
+// (piscina starts a replacement), but never while it is inside native code: terminating a thread
+// inside hnswlib-node aborts the whole process.
+// When run() rejects because a thread was terminated or died, it first waits (up to EXIT_WAIT_MS)
+// for that thread to have exited, so nothing the task was doing can still land on disk afterwards.
 // Tasks write files only by the temp-file + rename recipe (format/fsutil.ts), so a thread stopped
 // mid-write leaves at most a `.tmp-*` file, never a partial file under the final name.
 
@@ -23,6 +27,7 @@ import { Piscina } from 'piscina';
 import { StratavecError, type ErrorCode, ErrorCodes } from '../format/errors.js';
 import * as tasks from './tasks.js';
 import type { TaskFailure } from './tasks.js';
+import { StopRequest, STOP_FIELD, type StopReason } from './task-stop.js';
 
 type Tasks = typeof tasks;
 export type TaskName = { [K in keyof Tasks]: Tasks[K] extends (input: any) => Promise<any> ? K : never }[keyof Tasks];
@@ -58,6 +63,13 @@ export interface WorkerPoolStats {
   queued: number;
 }
 
+/**
+ * How long a task asked to stop has to end itself before its thread is terminated. Real tasks end
+ * within one HNSW insertion or one section's compression (well under a second).
+ */
+const STOP_GRACE_MS = 1_000;
+/** After the grace period, how often to look again for the task to be outside native code. */
+const STOP_POLL_MS = 10;
 /** How long a failed run() waits for a stopped or dying thread to exit before it rejects anyway. */
 const EXIT_WAIT_MS = 5_000;
 /** How long a timed run waits for a started-up thread before its clock starts regardless. */
@@ -75,10 +87,33 @@ const PISCINA_EXIT = /^worker exited with code: (-?\d+)$/;
 
 type TaskModule = Record<string, unknown>;
 
-interface PooledRun {
-  controller: AbortController;
+/**
+ * Pools with threads that have not been destroyed. process.exit() terminates every worker thread
+ * at once, which aborts the process if one is inside hnswlib (exit code 134 instead of the one
+ * asked for; about 1 exit in 8 during a build here). One 'exit' listener asks every running task
+ * to stop and waits, briefly and synchronously, until none is inside native code.
+ */
+const livePools = new Set<WorkerPool>();
+/** The longest process exit waits for tasks to leave native code. */
+const EXIT_STOP_WAIT_MS = 2_000;
+function onProcessExit(): void {
+  for (const pool of livePools) pool.stopForExit();
+}
+
+/** A run on its way, pooled or inline: what destroy() asks to stop and waits for. */
+interface ActiveRun {
+  stop: StopRequest;
+  /** Resolves once the run has settled (its thread idle again, terminated, or dead). */
+  done: Promise<void>;
+  /** Pooled runs: terminates the thread once a stop went unanswered (see #requestStop). */
+  controller?: AbortController;
   settled: boolean;
-  timedOut: boolean;
+  /** The grace-then-poll timer of a stop request. */
+  stopTimer?: NodeJS.Timeout;
+}
+
+interface PooledRun extends ActiveRun {
+  controller: AbortController;
   /** Set when the run was aborted because no thread is left to run it: the error that killed the last one. */
   lost: { error: unknown } | undefined;
 }
@@ -103,6 +138,9 @@ export class WorkerPool {
   #waiting: { name: string; resolve: () => void; reject: (err: unknown) => void }[] = [];
   /** Runs handed to piscina and not yet settled. */
   readonly #inFlight = new Set<PooledRun>();
+  /** Every run not yet settled, pooled (the same as #inFlight) and inline. */
+  readonly #active = new Set<ActiveRun>();
+  #destroying: Promise<void> | undefined;
   /** Every thread piscina has started and that has not exited yet, with a promise of its exit. */
   readonly #exits = new Map<Worker, Promise<void>>();
   /** Threads known to have loaded the task module (a subset of #exits' keys). */
@@ -163,6 +201,8 @@ export class WorkerPool {
       });
       piscina.on('workerCreate', () => this.#trackThreads());
       this.#piscina = piscina;
+      if (livePools.size === 0) process.on('exit', onProcessExit);
+      livePools.add(this);
       // piscina queues its constructor-time 'workerCreate' events as microtasks in its
       // constructor; this one runs after them. Later 'workerCreate' events mean "thread started".
       queueMicrotask(() => {
@@ -176,9 +216,12 @@ export class WorkerPool {
 
   async run<K extends TaskName>(name: K, input: Input<K>): Promise<Output<K>> {
     let out: unknown;
+    let stop: StopRequest | undefined;
     try {
       if (this.#closed) throw this.#closedError(name);
-      out = this.#piscina ? await this.#runPooled(name, input) : await this.#runInline(name, input);
+      stop = new StopRequest();
+      const sent = { ...(input as object), [STOP_FIELD]: stop.buffer };
+      out = this.#piscina ? await this.#runPooled(name, sent, stop) : await this.#runInline(name, sent, stop);
     } catch (err) {
       this.#failed++;
       throw err;
@@ -186,6 +229,13 @@ export class WorkerPool {
     const failure = (out as TaskFailure | null)?.failed;
     if (failure) {
       this.#failed++;
+      // A task that ended because it was asked to stop reports the stop's code; say why here.
+      const reason = stop.reason;
+      if (reason === 'timeout' && failure.code === 'ERR_WORKER_TIMEOUT') {
+        this.#timeouts++;
+        throw new StratavecError('ERR_WORKER_TIMEOUT', `worker task ${name} ran past the ${this.taskTimeoutMs} ms task timeout and was stopped`);
+      }
+      if (reason === 'closing' && failure.code === 'ERR_DATABASE_CLOSED') throw this.#closedError(name);
       const code = (failure.code in ErrorCodes ? failure.code : 'ERR_WORKER_FAILED') as ErrorCode;
       throw new StratavecError(code, failure.message);
     }
@@ -193,8 +243,27 @@ export class WorkerPool {
     return out as Output<K>;
   }
 
-  /** Inline: same module, same mapping, on this thread; no timeout (nothing could stop it). */
-  async #runInline(name: string, input: unknown): Promise<unknown> {
+  /** Registers a run for destroy() to stop and wait for; call the returned function when it settles. */
+  #track(run: Omit<ActiveRun, 'done'>): { run: ActiveRun; settle: () => void } {
+    let resolve!: () => void;
+    const active = Object.assign(run, { done: new Promise<void>((r) => (resolve = r)) });
+    this.#active.add(active);
+    const settle = (): void => {
+      if (active.settled) return;
+      active.settled = true;
+      clearTimeout(active.stopTimer);
+      this.#active.delete(active);
+      resolve();
+    };
+    return { run: active, settle };
+  }
+
+  /**
+   * Inline: same module, same mapping, on this thread. No timeout (a timer cannot fire while the
+   * task holds the thread), but destroy() still asks it to stop at its next check.
+   */
+  async #runInline(name: string, input: unknown, stop: StopRequest): Promise<unknown> {
+    const { settle } = this.#track({ stop, settled: false });
     try {
       this.#inline ??= import(pathToFileURL(this.#inlineFile).href) as Promise<TaskModule>;
       const fn = (await this.#inline)[name];
@@ -202,36 +271,58 @@ export class WorkerPool {
       return await (fn as (i: unknown) => Promise<unknown>)(input);
     } catch (err) {
       throw new StratavecError('ERR_WORKER_FAILED', `worker task ${name} failed: ${messageOf(err)}`, { cause: err });
+    } finally {
+      settle();
     }
   }
 
-  async #runPooled(name: string, input: unknown): Promise<unknown> {
+  /**
+   * Asks a running task to stop. A pooled task that has not ended STOP_GRACE_MS later is
+   * terminated as soon as it is outside native code (see task-stop.ts for why that matters).
+   */
+  #requestStop(run: ActiveRun, reason: StopReason): void {
+    if (run.settled || run.stop.reason !== undefined) return;
+    run.stop.request(reason);
+    const controller = run.controller;
+    if (controller === undefined) return;
+    const deadline = Date.now() + STOP_GRACE_MS;
+    const poll = (): void => {
+      if (run.settled) return;
+      const left = deadline - Date.now();
+      if (left <= 0 && !run.stop.inNative) {
+        // piscina rejects the run at once (AbortError), terminates its thread and starts a
+        // replacement.
+        controller.abort();
+        return;
+      }
+      run.stopTimer = setTimeout(poll, left > 0 ? left : STOP_POLL_MS);
+    };
+    run.stopTimer = setTimeout(poll, STOP_GRACE_MS);
+  }
+
+  async #runPooled(name: string, input: unknown, stop: StopRequest): Promise<unknown> {
     await this.#acquire(name);
     try {
       const piscina = this.#piscina;
       if (this.#closed || piscina === undefined) throw this.#closedError(name);
       const ms = this.taskTimeoutMs;
-      // Every run is abortable (for the timeout, and for the no-thread-left case above). piscina
-      // then counts a thread running it as full, which changes nothing: one task per thread anyway.
-      const run: PooledRun = { controller: new AbortController(), settled: false, timedOut: false, lost: undefined };
+      // Every run is abortable (to terminate its thread, and for the no-thread-left case above).
+      // piscina then counts a thread running it as full: one task per thread anyway.
+      const tracked = this.#track({ stop, settled: false, controller: new AbortController() });
+      const run: PooledRun = Object.assign(tracked.run, { controller: tracked.run.controller!, lost: undefined });
       let timer: NodeJS.Timeout | undefined;
       let allowance: NodeJS.Timeout | undefined;
       const startClock = (): void => {
         if (run.settled || timer !== undefined) return;
         clearTimeout(allowance);
-        timer = setTimeout(() => {
-          run.timedOut = true;
-          // piscina rejects the run at once (AbortError), terminates the thread running it (or
-          // drops it from its queue) and starts a replacement thread.
-          run.controller.abort();
-        }, ms);
+        timer = setTimeout(() => this.#requestStop(run, 'timeout'), ms);
       };
       const settle = (): void => {
         if (run.settled) return;
-        run.settled = true;
         clearTimeout(timer);
         clearTimeout(allowance);
         this.#inFlight.delete(run);
+        tracked.settle();
         this.#recheckClocks(); // one run fewer may leave a started thread free for a waiting one
       };
       this.#inFlight.add(run);
@@ -245,9 +336,9 @@ export class WorkerPool {
         settle();
         const stopped = await this.#awaitStoppedThreads();
         const tail = stopped ? '' : ` (its thread had not exited ${EXIT_WAIT_MS} ms later)`;
-        if (run.timedOut) {
+        if (run.stop.reason === 'timeout') {
           this.#timeouts++;
-          throw new StratavecError('ERR_WORKER_TIMEOUT', `worker task ${name} ran past the ${ms} ms task timeout; its thread was stopped${tail}`, { cause: err });
+          throw new StratavecError('ERR_WORKER_TIMEOUT', `worker task ${name} ran past the ${ms} ms task timeout; its thread was terminated${tail}`, { cause: err });
         }
         if (this.#closed) throw this.#closedError(name, err);
         if (err !== null && typeof err === 'object' && this.#threadErrors.has(err)) {
@@ -379,15 +470,39 @@ export class WorkerPool {
   }
 
   /**
-   * Stops every thread (running tasks are terminated) and rejects queued and running tasks with
-   * ERR_DATABASE_CLOSED; later run() calls reject the same way. Idempotent. Inline tasks already
-   * running finish on their own.
+   * Called on process exit (synchronously, so it blocks): asks every running task to stop and waits
+   * up to EXIT_STOP_WAIT_MS until none is inside native code, so Node's termination of the threads
+   * that follows lands outside hnswlib. Not for other use.
    */
-  async destroy(): Promise<void> {
+  stopForExit(): void {
+    const runs = [...this.#active];
+    for (const run of runs) run.stop.request('closing');
+    const deadline = Date.now() + EXIT_STOP_WAIT_MS;
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    while (runs.some((run) => run.stop.inNative) && Date.now() < deadline) Atomics.wait(nap, 0, 0, 2);
+  }
+
+  /**
+   * Rejects queued tasks with ERR_DATABASE_CLOSED, asks running ones to stop (they reject the same
+   * way, or finish if they were about to), waits for them, then stops every thread. Later run()
+   * calls reject with ERR_DATABASE_CLOSED. Idempotent.
+   */
+  destroy(): Promise<void> {
+    this.#destroying ??= this.#destroy();
+    return this.#destroying;
+  }
+
+  async #destroy(): Promise<void> {
     this.#closed = true;
     for (const w of this.#waiting.splice(0)) w.reject(this.#closedError(w.name));
+    const running = [...this.#active];
+    for (const run of running) this.#requestStop(run, 'closing');
+    await Promise.all(running.map((run) => run.done));
+    // Every thread is idle now (or already terminated), so piscina terminates none inside native code.
     const piscina = this.#piscina;
     this.#piscina = undefined;
+    livePools.delete(this);
+    if (livePools.size === 0) process.off('exit', onProcessExit);
     await piscina?.destroy();
   }
 }

@@ -8,6 +8,7 @@ import {
   type SectionEntry, type SectionInput,
 } from '../format/segment.js';
 import { HnswIndex, type HnswParams, type Metric } from '../index/hnsw.js';
+import { TaskStop } from './task-stop.js';
 
 /** The new segment a seal or a compaction writes: its identity, shape and where it goes. */
 export interface SegmentTarget {
@@ -42,7 +43,7 @@ export interface SealResult {
   writeMs: number;
 }
 
-export async function seal(task: SealTask): Promise<SealResult> {
+export async function seal(task: SealTask, stop: TaskStop = TaskStop.never): Promise<SealResult> {
   const { dimension: dim, rows } = task;
   const all = new Float32Array(task.vectors, 0, task.count * dim);
   let vectors: Float32Array;
@@ -55,7 +56,7 @@ export async function seal(task: SealTask): Promise<SealResult> {
   const n = task.ids.length;
   if (vectors.length !== n * dim) throw new RangeError(`seal: ${vectors.length / dim} vectors for ${n} ids`);
 
-  return buildSegmentFile({ ...task, vectors });
+  return buildSegmentFile({ ...task, vectors }, stop);
 }
 
 /** What a new segment file is made of; shared by seal and compaction. */
@@ -66,15 +67,18 @@ export interface SegmentContents extends SegmentTarget {
   payloads: (string | null)[];
 }
 
-/** Builds the HNSW index over `vectors` and writes the segment file by the crash-safe recipe. */
-export async function buildSegmentFile(c: SegmentContents): Promise<SealResult> {
+/**
+ * Builds the HNSW index over `vectors` and writes the segment file by the crash-safe recipe. Every
+ * hnswlib call goes through `stop`, so a stop request ends the build within one insertion.
+ */
+export async function buildSegmentFile(c: SegmentContents, stop: TaskStop = TaskStop.never): Promise<SealResult> {
   const dim = c.dimension;
   const n = c.ids.length;
   const { vectors } = c;
   const t0 = performance.now();
-  const index = HnswIndex.build(vectors, dim, n, c.metric, c.hnsw, { seed: c.seed });
-  const indexBytes = await index.toBytes(c.tmpDir);
-  index.dispose();
+  const index = HnswIndex.build(vectors, dim, n, c.metric, c.hnsw, { seed: c.seed, nativeCall: stop.native });
+  const indexBytes = await index.toBytes(c.tmpDir, stop.native);
+  stop.native(() => index.dispose());
   const t1 = performance.now();
 
   const meta = Buffer.from(JSON.stringify({
@@ -90,6 +94,7 @@ export async function buildSegmentFile(c: SegmentContents): Promise<SealResult> 
     { kind: SectionKind.idLookup, data: encodeIdLookup(c.ids) },
   ];
   const encoded = encodeSegment({ dimension: dim, metric: c.metric, count: n }, sections);
+  stop.check();
   await writeSegmentFile(c.outPath, encoded);
   const t2 = performance.now();
   return { bytes: encoded.size, sections: encoded.sections, buildMs: t1 - t0, writeMs: t2 - t1 };

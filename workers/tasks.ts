@@ -1,5 +1,6 @@
 // Worker entry for the piscina pool: one named export per task. Known failures cross the thread
 // boundary as plain data ({ code, message }) because structured clone drops the StratavecError class.
+// Each task gets the TaskStop its input carries (the pool adds it; see task-stop.ts).
 
 import { StratavecError } from '../format/errors.js';
 import { seal as sealImpl, type SealTask, type SealResult } from './seal.js';
@@ -10,40 +11,41 @@ import {
   type VerifyColdCopyTask,
 } from './cold-copy.js';
 import { compact as compactImpl, type CompactTask } from './compact.js';
+import { TaskStop, type Stoppable } from './task-stop.js';
 
 export interface TaskFailure {
   failed: { code: string; message: string };
 }
 
-async function guard<T>(fn: () => Promise<T>): Promise<T | TaskFailure> {
+async function guard<T>(input: Stoppable, fn: (stop: TaskStop) => Promise<T>): Promise<T | TaskFailure> {
   try {
-    return await fn();
+    return await fn(TaskStop.of(input));
   } catch (err) {
     if (err instanceof StratavecError) return { failed: { code: err.code, message: err.message } };
     throw err;
   }
 }
 
-export function seal(task: SealTask): Promise<SealResult | TaskFailure> {
-  return guard(() => sealImpl(task));
+export function seal(task: SealTask & Stoppable): Promise<SealResult | TaskFailure> {
+  return guard(task, (stop) => sealImpl(task, stop));
 }
 
-export function verifySegment(task: VerifyTask): Promise<VerifyResult | TaskFailure> {
-  return guard(() => verifyImpl(task));
+export function verifySegment(task: VerifyTask & Stoppable): Promise<VerifyResult | TaskFailure> {
+  return guard(task, () => verifyImpl(task));
 }
 
-export function encodeColdCopy(task: EncodeColdCopyTask): Promise<EncodeColdCopyResult | TaskFailure> {
-  return guard(() => encodeColdImpl(task));
+export function encodeColdCopy(task: EncodeColdCopyTask & Stoppable): Promise<EncodeColdCopyResult | TaskFailure> {
+  return guard(task, (stop) => encodeColdImpl(task, stop));
 }
 
-export function decodeColdCopy(task: DecodeColdCopyTask): Promise<DecodeColdCopyResult | TaskFailure> {
-  return guard(() => decodeColdImpl(task));
+export function decodeColdCopy(task: DecodeColdCopyTask & Stoppable): Promise<DecodeColdCopyResult | TaskFailure> {
+  return guard(task, (stop) => decodeColdImpl(task, stop));
 }
 
-export function verifyColdCopy(task: VerifyColdCopyTask): Promise<VerifyResult | TaskFailure> {
-  return guard(() => verifyColdImpl(task));
+export function verifyColdCopy(task: VerifyColdCopyTask & Stoppable): Promise<VerifyResult | TaskFailure> {
+  return guard(task, (stop) => verifyColdImpl(task, stop));
 }
 
-export function compact(task: CompactTask): Promise<SealResult | TaskFailure> {
-  return guard(() => compactImpl(task));
+export function compact(task: CompactTask & Stoppable): Promise<SealResult | TaskFailure> {
+  return guard(task, (stop) => compactImpl(task, stop));
 }

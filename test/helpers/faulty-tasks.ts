@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { isMainThread, threadId as ownThreadId } from 'node:worker_threads';
 import { seal } from '../../workers/tasks.js';
 import type { SealTask } from '../../workers/seal.js';
+import { TaskStop, type Stoppable } from '../../workers/task-stop.js';
 
 export * from '../../workers/tasks.js';
 
@@ -95,4 +96,16 @@ export async function sealStoppedMidWrite(input: { task: SealTask; after: 'exit'
     return new Promise(() => undefined);
   };
   return seal(input.task);
+}
+
+/**
+ * Marks itself inside native code for `ms` (a blocking child process stands in for a long native
+ * call), then ignores the stop request and spins: the pool must wait for the mark to clear before
+ * it terminates the thread.
+ */
+export async function longNativeIgnoringStop(input: { ms: number } & Stoppable): Promise<never> {
+  TaskStop.of(input).native(() => execFileSync('sleep', [String(input.ms / 1000)]));
+  for (;;) {
+    // ignores the stop request
+  }
 }
