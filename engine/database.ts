@@ -51,7 +51,7 @@ export class Database {
     this.dir = dir;
     this.options = Object.freeze(options);
     this.#lock = lock;
-    const pool = new WorkerPool(options.workers, { taskTimeoutMs: options.taskTimeoutMs });
+    const pool = new WorkerPool(options.workers, { taskTimeoutMs: options.taskTimeoutMs, nice: options.workerNice });
     const tmpDir = path.join(dir, 'tmp');
     const access = new AccessTracker({ clock: options.clock, halfLifeMs: options.tiering.halfLifeMs });
     this.#ctx = {

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StratavecError } from '../format/errors.js';
 import type { TieringPolicy } from '../tiers/policy.js';
+import { DEFAULT_WORKER_NICE, MAX_NICE } from '../workers/thread-priority.js';
 
 /** S3 settings: `{ url: 's3://bucket/prefix', endpoint?, region?, credentials?, forcePathStyle? }`. */
 export type { S3Settings as S3ObjectStoreOptions } from '../tiers/object-store.js';
@@ -40,6 +41,9 @@ export interface DatabaseOptions {
   compressionMinSavings?: number;
   /** A pool task running longer than this fails with ERR_WORKER_TIMEOUT; 0 (default) never. */
   taskTimeoutMs?: number;
+  /** Unix nice value of the pool's threads (Linux), 0-19: above 0, searches get a core before
+   *  seals and maintenance do. Default 10. */
+  workerNice?: number;
   /** Transfer tuning for the object store. */
   objectStoreTuning?: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
 }
@@ -83,6 +87,7 @@ export interface FilledOptions {
   maintenance: Required<MaintenanceOptions>;
   compressionMinSavings: number;
   taskTimeoutMs: number;
+  workerNice: number;
   objectStoreTuning: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
 }
 
@@ -155,6 +160,7 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
     maintenance: fillMaintenance(o.maintenance),
     compressionMinSavings: fraction('compressionMinSavings', o.compressionMinSavings, kDefaultOptions.compressionMinSavings, true),
     taskTimeoutMs: o.taskTimeoutMs === undefined ? 0 : positiveInt('taskTimeoutMs', o.taskTimeoutMs, 0, 24 * 3600_000),
+    workerNice: o.workerNice === undefined ? DEFAULT_WORKER_NICE : positiveInt('workerNice', o.workerNice, 0, MAX_NICE),
     objectStoreTuning: { ...(o.objectStoreTuning ?? {}) },
   };
 }

@@ -8,9 +8,10 @@
 //     interleaved run by run. Target: >= 1.6x inline with 2 workers.
 //  2. Search latency while maintenance runs. One hot collection; searches one at a time (each
 //     awaited, a setImmediate yield between them, as a server would interleave requests), idle and
-//     while the same job set runs in a loop inline, on 1 worker and on 2 workers, plus a control (2
-//     threads that only spin: the scheduler's share of the damage). p50/p99 latency, event-loop
-//     delay p99, ratio against idle in the same run. Target: 2-worker p99 <= 1.5x idle.
+//     while the same job set runs in a loop inline, on 1 worker and on 2 workers (pool threads at
+//     the default nice 10), on 2 workers at nice 0 (the main thread's priority), plus a control (2
+//     threads at nice 0 that only spin: the scheduler's share of the damage). p50/p99 latency,
+//     event-loop delay p99, ratio against idle in the same run. Target: 2-worker p99 <= 1.5x idle.
 //  3. Compression per data type (float vectors, payload JSON, ids as string tables): the codec the
 //     entropy selection picks, the ratio, compress / decompress MB/s with fflate and node:zlib at
 //     the level the selection uses, and the entropy estimate's cost as a share of the compression.
@@ -30,6 +31,7 @@ import { Worker } from 'node:worker_threads';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import { Database, type Collection } from '../engine/index.js';
 import { WorkerPool } from '../workers/pool.js';
+import { DEFAULT_WORKER_NICE } from '../workers/thread-priority.js';
 import {
   shannonEntropy, planeEntropy, defaultEntropySample, chooseCodec, encodeSection, decodeSection, deflateImplFor, levelForEntropy,
   LARGE_SECTION_BYTES, SHUFFLE_ELEMENT_SIZE, type DeflateImpl, type DeflateLevel,
@@ -49,6 +51,8 @@ const MB = 1e6;
 /** Pool sizes compared; 0 is inline on the main thread. */
 const THREADS = [0, 1, 2] as const;
 type Threads = (typeof THREADS)[number];
+/** The pools by size (nice POOL_NICE), and a 2-thread pool at nice 0 for the search part. */
+type Pools = Map<Threads, WorkerPool> & { nice0: WorkerPool };
 
 export interface WorkersParams {
   /** Part 1 and 2: segments in the maintenance job set, and rows per segment. */
@@ -363,9 +367,14 @@ async function searchWindow(col: Collection, queries: Float32Array[], windowMs: 
   };
 }
 
-/** 'burn': the control, BURNERS threads that only spin, no maintenance (see startLoad). */
-type Condition = 'idle' | Threads | 'burn';
-const CONDITIONS: readonly Condition[] = ['idle', 0, 1, 2, 'burn'];
+/**
+ * 'nice0': maintenance on 2 workers whose threads keep the main thread's priority (workerNice 0);
+ * 'burn': the control, BURNERS threads that only spin, no maintenance (see startLoad).
+ */
+type Condition = 'idle' | Threads | 'nice0' | 'burn';
+const CONDITIONS: readonly Condition[] = ['idle', 0, 1, 2, 'nice0', 'burn'];
+/** The nice value of the bench's pools (the engine's default) and of the 'nice0' pool. */
+const POOL_NICE = DEFAULT_WORKER_NICE;
 const BURNERS = 2;
 
 interface ConditionResult extends Omit<Window, 'searches'> {
@@ -425,21 +434,21 @@ async function openSearchCollection(opts: BenchOptions, p: WorkersParams, log: (
  * CPU demand of 2 busy workers and nothing else (no tasks, no messages, no I/O, no garbage), so it
  * tells what the scheduler alone does to the searches. Resolves once the load is in steady state.
  */
-async function startLoad(c: Condition, pools: Map<Threads, WorkerPool>, jobs: Job[]): Promise<{ loop?: MaintenanceLoop; stop(): Promise<void> }> {
+async function startLoad(c: Condition, pools: Pools, jobs: Job[]): Promise<{ loop?: MaintenanceLoop; stop(): Promise<void> }> {
   if (c === 'idle') return { stop: async () => undefined };
   if (c === 'burn') {
     const burners = Array.from({ length: BURNERS }, () => new Worker('for (;;) {}', { eval: true }));
     await Promise.all(burners.map((w) => new Promise((resolve) => w.once('online', resolve))));
     return { stop: async () => void (await Promise.all(burners.map((w) => w.terminate()))) };
   }
-  const pool = pools.get(c)!;
+  const pool = c === 'nice0' ? pools.nice0 : pools.get(c)!;
   const loop = new MaintenanceLoop(pool, jobs, Math.max(1, pool.threads));
   await sleep(200);
   return { loop, stop: () => loop.stop() };
 }
 
 async function measureSearch(
-  opts: BenchOptions, p: WorkersParams, setup: SearchSetup, pools: Map<Threads, WorkerPool>, jobs: Job[], log: (m: string) => void,
+  opts: BenchOptions, p: WorkersParams, setup: SearchSetup, pools: Pools, jobs: Job[], log: (m: string) => void,
 ): Promise<ConditionResult[]> {
   const windows = new Map<Condition, Window[]>(CONDITIONS.map((c) => [c, []]));
   await searchWindow(setup.col, setup.queries, Math.min(500, p.windowMs)); // untimed warm-up
@@ -643,8 +652,9 @@ function measureSample(opts: BenchOptions, s: Sample): CompressionResult {
 const label = (t: Threads) => (t === 0 ? 'inline (WorkerPool(0))' : `WorkerPool(${t})`);
 const conditionLabel = (c: Condition) => {
   if (c === 'idle') return 'idle (no maintenance)';
-  if (c === 'burn') return `control: ${BURNERS} threads spinning`;
-  return `maintenance ${c === 0 ? 'inline' : `on ${c} worker${c > 1 ? 's' : ''}`}`;
+  if (c === 'burn') return `control: ${BURNERS} threads spinning (nice 0)`;
+  if (c === 'nice0') return 'maintenance on 2 workers at nice 0';
+  return `maintenance ${c === 0 ? 'inline' : `on ${c} worker${c > 1 ? 's' : ''} (nice ${POOL_NICE})`}`;
 };
 const met = (ok: boolean) => (ok ? 'met' : 'MISSED');
 const mbps = (x: number) => `${x.toFixed(1)} MB/s`;
@@ -701,7 +711,7 @@ function tables(opts: BenchOptions, res: Results): Table[] {
         'p99 vs idle: median over runs of condition p99 / idle p99 of the same run; the 1-worker target mark is for information (the target is for 2 workers)',
         `p99 vs idle per run: ${search.filter((c) => c.condition !== 'idle').map((c) => `${conditionLabel(c.condition)} ${c.runsP99VsIdle.map((x) => x.toFixed(1)).join(' / ')}`).join('; ')}`,
         `control: ${BURNERS} worker threads running an empty infinite loop, no maintenance: the CPU demand of 2 busy workers without any task, message, I/O or garbage; what the scheduler alone does to the searches`,
-        `2 pool threads + the main thread are 3 busy threads on 2 cores, so searches compete with the workers for CPU; 1 worker leaves a core to the main thread (when other tenants leave one); idle p99 ${ms(searchIdle.p99)}`,
+        `2 pool threads + the main thread are 3 busy threads on 2 cores: at nice 0 searches wait their turn for a core; at nice ${POOL_NICE} the kernel runs the main thread first whenever it is ready; idle p99 ${ms(searchIdle.p99)}`,
         `the collection was sealed by its database's own worker in ${ms(res.searchSealMs)} before the windows; its one segment was hot throughout; 1-minute load average ${loadNote(res.loadAvg['search'])}`,
       ],
     },
@@ -741,12 +751,13 @@ function conclusion(res: Results): string {
   const s1 = res.search.find((c) => c.condition === 1)!;
   const s0 = res.search.find((c) => c.condition === 0)!;
   const burn = res.search.find((c) => c.condition === 'burn')!;
+  const nice0 = res.search.find((c) => c.condition === 'nice0')!;
   const worst = res.compression.reduce((a, c) => (c.entropyShare[res.compressImpl] > a.entropyShare[res.compressImpl] ? c : a));
   return [
     `maintenance throughput, 2 workers >= ${TARGET_SPEEDUP}x inline: ${met(two.speedup >= TARGET_SPEEDUP)} (${ratio(two.speedup)}; 1 worker ${ratio(one.speedup)})`,
     `search p99 with maintenance on 2 workers <= ${TARGET_P99}x idle: ${met(s2.p99VsIdle <= TARGET_P99)} (${ratio(s2.p99VsIdle)}, ${ms(s2.p99)}; `
       + `1 worker ${ratio(s1.p99VsIdle)} ${met(s1.p99VsIdle <= TARGET_P99)}; inline ${ratio(s0.p99VsIdle)}, event-loop delay p99 ${ms(s0.eldP99)}; `
-      + `control, ${BURNERS} threads only spinning: ${ratio(burn.p99VsIdle)})`,
+      + `2 workers at nice 0: ${ratio(nice0.p99VsIdle)}; control, ${BURNERS} threads only spinning: ${ratio(burn.p99VsIdle)})`,
     `entropy estimate < ${pct(TARGET_ENTROPY_SHARE)} of the compression time (${res.compressImpl}): ${met(worst.entropyShare[res.compressImpl] < TARGET_ENTROPY_SHARE)} (worst ${pct(worst.entropyShare[res.compressImpl])}, ${worst.name})`,
   ].join('\n=> ');
 }
@@ -766,7 +777,7 @@ function autogroupEnabled(): boolean {
 const load1 = () => +os.loadavg()[0]!.toFixed(2);
 
 /** Part 2 on its own database, closed and removed before part 3 starts. */
-async function searchPart(opts: BenchOptions, p: WorkersParams, pools: Map<Threads, WorkerPool>, jobs: Job[], log: (m: string) => void) {
+async function searchPart(opts: BenchOptions, p: WorkersParams, pools: Pools, jobs: Job[], log: (m: string) => void) {
   const setup = await openSearchCollection(opts, p, log);
   try {
     return { search: await measureSearch(opts, p, setup, pools, jobs, log), sealMs: setup.sealMs };
@@ -791,7 +802,9 @@ export async function runWorkers(opts: BenchOptions, params: WorkersParams = def
   const log = (m: string) => progress('workers', m);
   const p = params;
   const dir = await tempDir(opts, 'workers');
-  const pools = new Map<Threads, WorkerPool>(THREADS.map((t) => [t, new WorkerPool(t)]));
+  const pools: Pools = Object.assign(new Map<Threads, WorkerPool>(THREADS.map((t) => [t, new WorkerPool(t, { nice: POOL_NICE })])), {
+    nice0: new WorkerPool(2, { nice: 0 }),
+  });
   const loadAvg: Record<string, [number, number]> = {};
   try {
     log(`generating ${p.segments} segments of ${num(p.segmentRows)} x ${DIM} clustered vectors with JSON payloads; writing their source files`);
@@ -800,7 +813,7 @@ export async function runWorkers(opts: BenchOptions, params: WorkersParams = def
     const segmentBytes = await writeSources(segs, files);
     const jobs = makeJobs(segs, segmentBytes, files);
     log('warming up the pools (threads, JIT, the codec probe)');
-    for (const pool of pools.values()) await warmUp(pool, jobs);
+    for (const pool of [...pools.values(), pools.nice0]) await warmUp(pool, jobs);
 
     log(`part 1: maintenance throughput, ${jobs.length} jobs per set`);
     let l0 = load1();
@@ -826,7 +839,7 @@ export async function runWorkers(opts: BenchOptions, params: WorkersParams = def
       conclusion: conclusion(res),
       data: {
         parameters: {
-          ...p, dim: DIM, k: K, hnsw: HNSW, runs: opts.runs, threads: THREADS, compressImpl, decompressImpl: deflateImplFor('decompress'),
+          ...p, dim: DIM, k: K, hnsw: HNSW, runs: opts.runs, threads: THREADS, poolNice: POOL_NICE, compressImpl, decompressImpl: deflateImplFor('decompress'),
           targets: { speedup2Workers: TARGET_SPEEDUP, p99VsIdle2Workers: TARGET_P99, entropyShare: TARGET_ENTROPY_SHARE },
         },
         loadAvg1mStartEnd: loadAvg,
@@ -839,7 +852,7 @@ export async function runWorkers(opts: BenchOptions, params: WorkersParams = def
       },
     };
   } finally {
-    for (const pool of pools.values()) await pool.destroy();
+    for (const pool of [...pools.values(), pools.nice0]) await pool.destroy();
     await removeDir(dir);
   }
 }

@@ -242,6 +242,8 @@ test('ERR_INVALID_ARGUMENT: k, ef, dimension, metric, hnsw and database options 
     ['segmentMaxRecords 0', () => Database.open(path.join(dir, 'o1'), { segmentMaxRecords: 0 }), hasCode('ERR_INVALID_ARGUMENT')],
     ['workers -1', () => Database.open(path.join(dir, 'o2'), { workers: -1 }), hasCode('ERR_INVALID_ARGUMENT')],
     ['workers 1.5', () => Database.open(path.join(dir, 'o3'), { workers: 1.5 }), hasCode('ERR_INVALID_ARGUMENT')],
+    ['workerNice 20', () => Database.open(path.join(dir, 'o8'), { workerNice: 20 }), hasCode('ERR_INVALID_ARGUMENT')],
+    ['workerNice -1', () => Database.open(path.join(dir, 'o9'), { workerNice: -1 }), hasCode('ERR_INVALID_ARGUMENT')],
     ['hotBytes 0', () => Database.open(path.join(dir, 'o4'), { hotBytes: 0 }), hasCode('ERR_INVALID_ARGUMENT')],
     ['warmBytes -5', () => Database.open(path.join(dir, 'o5'), { warmBytes: -5 }), hasCode('ERR_INVALID_ARGUMENT')],
     ['objectStore http://', () => Database.open(path.join(dir, 'o6'), { objectStore: 'http://example.com/x' }), hasCode('ERR_INVALID_ARGUMENT')],

@@ -25,7 +25,7 @@ function runAny(pool: WorkerPool, name: string, input: unknown): Promise<unknown
   return (pool.run as (n: string, i: unknown) => Promise<unknown>)(name, input);
 }
 
-async function withPool<T>(threads: number, opts: { taskTimeoutMs?: number }, fn: (pool: WorkerPool) => Promise<T>): Promise<T> {
+async function withPool<T>(threads: number, opts: { taskTimeoutMs?: number; nice?: number }, fn: (pool: WorkerPool) => Promise<T>): Promise<T> {
   const pool = new WorkerPool(threads, { filename: FAULTY, ...opts });
   try {
     return await fn(pool);
@@ -189,7 +189,7 @@ describe('timeouts', () => {
       }
       assert.equal(await runAny(pool, 'sleep', { ms: 10 }), 10);
       assert.notEqual(await runAny(pool, 'threadId', {}), first, 'the stopped threads were replaced');
-      assert.deepEqual(pool.stats(), { threads: 1, completed: 3, failed: 2, timeouts: 2, queued: 0 });
+      assert.deepEqual(pool.stats(), { threads: 1, nice: 10, completed: 3, failed: 2, timeouts: 2, queued: 0 });
     });
   });
 
@@ -392,7 +392,7 @@ describe('destroy', () => {
     await pool.destroy();
     await Promise.all(checks);
     assert.ok(Date.now() - t0 < 5_000, `destroy did not wait for the running task (${Date.now() - t0} ms)`);
-    assert.deepEqual(pool.stats(), { threads: 1, completed: 1, failed: 4, timeouts: 0, queued: 0 });
+    assert.deepEqual(pool.stats(), { threads: 1, nice: 10, completed: 1, failed: 4, timeouts: 0, queued: 0 });
     await assert.rejects(runAny(pool, 'threadId', {}), hasCode('ERR_DATABASE_CLOSED'));
     await pool.destroy(); // idempotent
   });
@@ -404,11 +404,50 @@ describe('destroy', () => {
   });
 });
 
+describe('thread priority', () => {
+  /** Nice value of every thread of this process by kernel thread id, from /proc/self/task/<tid>/stat. */
+  async function niceByThread(): Promise<Map<number, number>> {
+    const out = new Map<number, number>();
+    for (const tid of await fsp.readdir('/proc/self/task')) {
+      const stat = await fsp.readFile(`/proc/self/task/${tid}/stat`, 'utf8').catch(() => '');
+      // Fields after the parenthesised name: state is field 3, nice is field 19.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (fields.length > 17) out.set(Number(tid), Number(fields[16]));
+    }
+    return out;
+  }
+
+  test('pool threads run at the pool\'s nice value; the main thread and libuv\'s threads keep theirs', { skip: process.platform !== 'linux' && 'per-thread nice is Linux only' }, async () => {
+    await withTmpDir('pool', async (dir) => {
+      await makeDirs(dir);
+      for (const nice of [10, 0, 19]) {
+        await withPool(2, { nice }, async (pool) => {
+          assert.equal(pool.stats().nice, nice);
+          // Real work on both threads, fs included (libuv's pool serves the whole process).
+          const tasks = [0, 1, 2, 3].map((i) => sealTask(dir, 300, 8, `n${nice}-${i}.seg`));
+          await Promise.all(tasks.map((t) => pool.run('seal', t)));
+          const reported = await Promise.all([0, 1, 2, 3].map(() => runAny(pool, 'threadNice', { ms: 50 }) as Promise<{ tid: number; nice: number }>));
+          const poolThreads = new Set(reported.map((r) => r.tid));
+          for (const r of reported) assert.equal(r.nice, nice, `pool thread ${r.tid}`);
+          const all = await niceByThread();
+          for (const tid of poolThreads) assert.equal(all.get(tid), nice, `/proc says pool thread ${tid} runs at ${all.get(tid)}`);
+          for (const [tid, n] of all) {
+            if (!poolThreads.has(tid)) assert.equal(n, 0, `thread ${tid} (not a pool thread) runs at nice ${n}`);
+          }
+        });
+      }
+    });
+  });
+});
+
 describe('options', () => {
   test('bad sizes and timeouts are ERR_INVALID_ARGUMENT, wrong types TypeError', () => {
     assert.throws(() => new WorkerPool(1.5), hasCode('ERR_INVALID_ARGUMENT'));
     assert.throws(() => new WorkerPool(-1), hasCode('ERR_INVALID_ARGUMENT'));
     assert.throws(() => new WorkerPool(1, { taskTimeoutMs: -1 }), hasCode('ERR_INVALID_ARGUMENT'));
+    assert.throws(() => new WorkerPool(1, { nice: 20 }), hasCode('ERR_INVALID_ARGUMENT'));
+    assert.throws(() => new WorkerPool(1, { nice: 2.5 }), hasCode('ERR_INVALID_ARGUMENT'));
+    assert.throws(() => new WorkerPool(1, { nice: '5' as unknown as number }), isTypeError);
     assert.throws(() => new WorkerPool(1, { taskTimeoutMs: Number.POSITIVE_INFINITY }), hasCode('ERR_INVALID_ARGUMENT'));
     assert.throws(() => new WorkerPool(1, { taskTimeoutMs: '5' as unknown as number }), isTypeError);
     assert.throws(() => new WorkerPool('2' as unknown as number), isTypeError);

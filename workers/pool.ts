@@ -21,6 +21,7 @@
 // Tasks write files only by the temp-file + rename recipe (format/fsutil.ts), so a thread stopped
 // mid-write leaves at most a `.tmp-*` file, never a partial file under the final name.
 
+import { access } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
@@ -28,6 +29,7 @@ import { StratavecError, type ErrorCode, ErrorCodes } from '../format/errors.js'
 import * as tasks from './tasks.js';
 import type { TaskFailure } from './tasks.js';
 import { StopRequest, STOP_FIELD, type StopReason } from './task-stop.js';
+import { DEFAULT_WORKER_NICE, MAX_NICE } from './thread-priority.js';
 
 type Tasks = typeof tasks;
 export type TaskName = { [K in keyof Tasks]: Tasks[K] extends (input: any) => Promise<any> ? K : never }[keyof Tasks];
@@ -45,6 +47,12 @@ export interface WorkerPoolOptions {
    */
   taskTimeoutMs?: number;
   /**
+   * CPU priority of the pool's threads as a Unix nice value, 0 (the main thread's) to 19 (least
+   * favoured); default DEFAULT_WORKER_NICE (10), so searches on the main thread get a core before
+   * maintenance does. Linux only (per-thread nice); ignored elsewhere and in inline mode.
+   */
+  nice?: number;
+  /**
    * The worker module (a path or a file: URL) whose named exports are the tasks; default
    * ./tasks.js next to this file. For tests that add fault-injecting tasks. Inline mode imports
    * it too.
@@ -54,6 +62,8 @@ export interface WorkerPoolOptions {
 
 export interface WorkerPoolStats {
   threads: number;
+  /** The nice value asked of the pool's threads (0 in inline mode). */
+  nice: number;
   completed: number;
   /** Every failed run, timeouts included. */
   failed: number;
@@ -125,6 +135,7 @@ function messageOf(err: unknown): string {
 export class WorkerPool {
   readonly threads: number;
   readonly taskTimeoutMs: number;
+  readonly nice: number;
   #piscina: Piscina | undefined;
   /** Inline mode: the task module (loaded on first use when `filename` was given) and its path. */
   #inline: TaskModule | Promise<TaskModule> | undefined;
@@ -158,22 +169,32 @@ export class WorkerPool {
       throw new StratavecError('ERR_INVALID_ARGUMENT', `worker pool size must be an integer >= 0, got ${threads}`);
     }
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
-    const { taskTimeoutMs = 0, filename } = options;
+    const { taskTimeoutMs = 0, filename, nice = DEFAULT_WORKER_NICE } = options;
     if (typeof taskTimeoutMs !== 'number') throw new TypeError('options.taskTimeoutMs must be a number');
     if (!Number.isFinite(taskTimeoutMs) || taskTimeoutMs < 0 || taskTimeoutMs > MAX_TIMEOUT_MS) {
       throw new StratavecError('ERR_INVALID_ARGUMENT', `taskTimeoutMs must be 0 (none) or a number of ms up to ${MAX_TIMEOUT_MS}, got ${taskTimeoutMs}`);
+    }
+    if (typeof nice !== 'number') throw new TypeError('options.nice must be a number');
+    if (!Number.isInteger(nice) || nice < 0 || nice > MAX_NICE) {
+      throw new StratavecError('ERR_INVALID_ARGUMENT', `nice must be an integer from 0 to ${MAX_NICE}, got ${nice}`);
     }
     if (filename !== undefined && (typeof filename !== 'string' || filename === '')) {
       throw new TypeError('options.filename must be a non-empty string');
     }
     this.threads = threads;
     this.taskTimeoutMs = threads > 0 ? taskTimeoutMs : 0;
+    this.nice = threads > 0 ? nice : 0;
     const file = filename === undefined
       ? fileURLToPath(new URL('./tasks.js', import.meta.url))
       : filename.startsWith('file:') ? fileURLToPath(filename) : filename;
     if (threads > 0) {
+      // A thread inherits its creator's nice value, and libuv starts its shared thread pool (fs,
+      // zlib, hnswlib's async calls, for the whole process) on first use: make sure that happens
+      // here, at the main thread's priority, and not later from a lowered pool thread.
+      if (nice > 0) access(file, () => undefined);
       const piscina = new Piscina({
         filename: file,
+        workerData: { nice },
         minThreads: threads,
         maxThreads: threads,
         idleTimeout: 60_000,
@@ -462,6 +483,7 @@ export class WorkerPool {
   stats(): WorkerPoolStats {
     return {
       threads: this.threads,
+      nice: this.nice,
       completed: this.#completed,
       failed: this.#failed,
       timeouts: this.#timeouts,

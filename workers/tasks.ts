@@ -1,7 +1,10 @@
 // Worker entry for the piscina pool: one named export per task. Known failures cross the thread
 // boundary as plain data ({ code, message }) because structured clone drops the StratavecError class.
-// Each task gets the TaskStop its input carries (the pool adds it; see task-stop.ts).
+// Each task gets the TaskStop its input carries (the pool adds it; see task-stop.ts). Loaded in a
+// pool thread, the module first lowers that thread's CPU priority to the pool's nice value.
 
+import { isMainThread } from 'node:worker_threads';
+import { workerData } from 'piscina';
 import { StratavecError } from '../format/errors.js';
 import { seal as sealImpl, type SealTask, type SealResult } from './seal.js';
 import { verifySegment as verifyImpl, type VerifyTask, type VerifyResult } from './verify.js';
@@ -12,6 +15,12 @@ import {
 } from './cold-copy.js';
 import { compact as compactImpl, type CompactTask } from './compact.js';
 import { TaskStop, type Stoppable } from './task-stop.js';
+import { setThreadNice } from './thread-priority.js';
+
+if (!isMainThread) {
+  const nice = (workerData as { nice?: unknown } | undefined)?.nice;
+  if (typeof nice === 'number' && nice > 0) setThreadNice(nice);
+}
 
 export interface TaskFailure {
   failed: { code: string; message: string };

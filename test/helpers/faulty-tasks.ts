@@ -5,11 +5,13 @@
 
 import { execFileSync } from 'node:child_process';
 import { promises as fsp, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, threadId as ownThreadId } from 'node:worker_threads';
 import { seal } from '../../workers/tasks.js';
 import type { SealTask } from '../../workers/seal.js';
 import { TaskStop, type Stoppable } from '../../workers/task-stop.js';
+import { threadKernelId } from '../../workers/thread-priority.js';
 
 export * from '../../workers/tasks.js';
 
@@ -26,6 +28,14 @@ if (!isMainThread && slowBootMs > 0) {
 /** The id of the thread that ran it (0 on the main thread): shows which thread a pool used. */
 export async function threadId(): Promise<number> {
   return ownThreadId;
+}
+
+/** The thread's kernel id and nice value, after holding the thread for `ms` (so parallel calls spread over threads). */
+export async function threadNice(input: { ms: number }): Promise<{ tid: number; nice: number }> {
+  await new Promise((resolve) => setTimeout(resolve, input.ms));
+  const tid = threadKernelId();
+  if (tid === undefined) throw new Error('no /proc/thread-self here');
+  return { tid, nice: os.getPriority(tid) };
 }
 
 /** Ends its thread with `code` (in a worker, process.exit stops only that thread). */
