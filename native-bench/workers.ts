@@ -63,7 +63,7 @@ export interface WorkersParams {
   windowMs: number;
   /** Part 3: rows of the vector / payload / id samples (one segment's sections). */
   compressRows: number;
-  /** Part 3: also a vector sample of half the rows, below LARGE_SECTION_BYTES (level by entropy). */
+  /** Part 3: also a vector sample of half the rows, below LARGE_SECTION_BYTES. */
   belowLargeSample: boolean;
 }
 
@@ -514,7 +514,7 @@ function compressionSamples(p: WorkersParams): { samples: Sample[]; skipped: str
 
 const CODEC_NAMES: Record<number, string> = { [Codec.none]: 'none', [Codec.deflate]: 'deflate', [Codec.shuffleDeflate]: 'shuffle+deflate' };
 
-/** The level encodeSection compresses at: level 1 at or above LARGE_SECTION_BYTES, else by the entropy deflate sees. */
+/** The level a plain (unshuffled) section gets: level 1 at or above LARGE_SECTION_BYTES, else by its entropy. */
 function selectionLevel(entropyDeflateSees: number, size: number): DeflateLevel {
   return size >= LARGE_SECTION_BYTES ? 1 : levelForEntropy(entropyDeflateSees);
 }
@@ -633,7 +633,7 @@ function measureSample(opts: BenchOptions, s: Sample): CompressionResult {
     name: s.name, bytes: s.data.length, entropy: choice.entropy,
     ...(choice.shuffledEntropy === undefined ? {} : { planeEntropy: choice.shuffledEntropy }),
     codec: CODEC_NAMES[choice.codec] ?? String(choice.codec), level,
-    levelRule: s.data.length >= LARGE_SECTION_BYTES ? `>= ${LARGE_SECTION_BYTES / 2 ** 20} MiB` : `entropy ${seen.toFixed(2)}`,
+    levelRule: s.data.length >= LARGE_SECTION_BYTES ? `>= ${LARGE_SECTION_BYTES / 2 ** 20} MiB` : choice.codec === Codec.shuffleDeflate ? 'shuffled' : `entropy ${seen.toFixed(2)}`,
     storedAs: CODEC_NAMES[enc.codec] ?? String(enc.codec), ratio: s.data.length / enc.stored.length, rawRatio: s.data.length / rawStored.length,
     compressMBps: speeds((r, st) => r.compress[st].cpuMs), compressMBpsWall: speeds((r, st) => r.compress[st].wallMs),
     decompressMBps: speeds((r, st) => r.decompress[st].cpuMs), decompressMBpsWall: speeds((r, st) => r.decompress[st].wallMs),
@@ -725,7 +725,7 @@ function tables(opts: BenchOptions, res: Results): Table[] {
       ]),
       notes: [
         'entropy: order-0 bits/byte of the sample (1/16 of the section, 4-64 KiB); planes: mean per-byte-plane entropy (only for float32 sections, where the shuffle is considered); selected: chooseCodec\'s codec and level',
-        `level rule: sections >= LARGE_SECTION_BYTES (${LARGE_SECTION_BYTES / 2 ** 20} MiB) at level 1, else levelForEntropy of the entropy deflate sees (the planes figure when shuffling): < 2.5 -> 1, < 3.5 -> 4, else 6`,
+        `level rule: shuffled sections and sections >= LARGE_SECTION_BYTES (${LARGE_SECTION_BYTES / 2 ** 20} MiB) at level 1, else levelForEntropy of the plain entropy: < 2.5 -> 1, < 3.5 -> 4, else 6`,
         'engine zlib / fflate: encodeSection(data, { impl }) MB/s of raw bytes: entropy estimate + shuffle (if picked) + deflate + two CRC32s; raw zlib: deflateRawSync of the unshuffled bytes at the same level; ratio: raw / stored bytes',
         `speeds by CPU time of this process (only the main thread works in this part), each step repeated for >= ${MIN_STEP_MS} ms: other tenants' load does not enter; engine/raw: median of per-run ratios, by CPU and (wall) by wall time`,
         `entropy est.: CPU time per call of shannonEntropy (+ planeEntropy for float32) on the sample, as chooseCodec runs it, called alternately with each encodeSection; share: of that encodeSection's CPU time (the estimate is inside it too); the target is judged on ${res.compressImpl}, the implementation deflateImplFor('compress') picks here`,

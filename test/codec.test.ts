@@ -11,7 +11,7 @@ import { crc32 } from '../format/crc32.js';
 import { StratavecError } from '../format/errors.js';
 import {
   byteShuffle, byteUnshuffle, chooseCodec, decodeSection, deflateImplFor, deflateRaw, encodeSection,
-  inflateRaw, levelForEntropy, planeEntropy, shannonEntropy, HIGH_ENTROPY, type DeflateImpl,
+  inflateRaw, levelForEntropy, planeEntropy, LARGE_SECTION_BYTES, shannonEntropy, HIGH_ENTROPY, type DeflateImpl,
 } from '../workers/codec.js';
 import { clusteredDataset, gaussian, mulberry32 } from './helpers/datasets.js';
 import { hasCode } from './helpers/tmp.js';
@@ -232,7 +232,7 @@ describe('selection', () => {
     assert.equal(encodeSection(data, { impl: 'zlib', elementSize: 4, minSavings: 0.5 }).codec, Codec.none);
   });
 
-  test('level table: level 1 for redundant numeric data, up to 6 as entropy rises', () => {
+  test('level table: level 1 for redundant or shuffled numeric data, up to 6 as entropy rises', () => {
     assert.equal(levelForEntropy(0), 1);
     assert.equal(levelForEntropy(1.5), 1); // SIFT-like floats, shuffled
     assert.equal(levelForEntropy(3), 4);
@@ -244,11 +244,20 @@ describe('selection', () => {
       assert.ok(Number.isInteger(l) && l >= prev && l <= 6, `level ${l} at ${h}`);
       prev = l;
     }
-    // The choice carries the level for the estimate deflate will see.
-    const sift = chooseCodec(DATA.siftLikeF32.data, { elementSize: 4 });
-    assert.equal(sift.level, levelForEntropy(sift.shuffledEntropy!));
+    // A plain section below LARGE_SECTION_BYTES gets the level for its entropy; shuffled numeric
+    // data and sections at or above LARGE_SECTION_BYTES get level 1.
     const text = chooseCodec(DATA.text.data);
+    assert.equal(text.codec, Codec.deflate);
     assert.equal(text.level, levelForEntropy(text.entropy));
+    assert.equal(text.level, 6);
+    for (const name of ['siftLikeF32', 'embeddingsF32'] as const) {
+      const choice = chooseCodec(DATA[name].data, { elementSize: 4 });
+      assert.equal(choice.codec, Codec.shuffleDeflate, name);
+      assert.equal(choice.level, 1, `${name}: shuffled planes entropy ${choice.shuffledEntropy}`);
+    }
+    const bigText = new Uint8Array(LARGE_SECTION_BYTES);
+    for (let off = 0; off < bigText.length; off += DATA.text.data.length) bigText.set(DATA.text.data.subarray(0, bigText.length - off), off);
+    assert.equal(chooseCodec(bigText).level, 1);
   });
 
   test('rejects bad options', () => {
