@@ -7,7 +7,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { StratavecError } from '../format/errors.js';
@@ -355,14 +355,20 @@ describe('stopping a thread inside hnswlib', () => {
   });
 
   test('a task inside a long native call is terminated only once the call has returned', async () => {
-    await withPool(1, { taskTimeoutMs: 200 }, async (pool) => {
-      await runAny(pool, 'threadId', {});
-      const t0 = Date.now();
-      const err = await rejectionOf(runAny(pool, 'longNativeIgnoringStop', { ms: 2_500 }));
-      const elapsed = Date.now() - t0;
-      assert.equal(err.code, 'ERR_WORKER_TIMEOUT', err.message);
-      // Asked at 0.2 s, grace over at 1.2 s, but the native mark holds until 2.5 s.
-      assert.ok(elapsed >= 2_400, `terminated at ${elapsed} ms, while still inside the native call`);
+    await withTmpDir('pool', async (dir) => {
+      const marker = path.join(dir, 'marker');
+      await withPool(1, { taskTimeoutMs: 200 }, async (pool) => {
+        await runAny(pool, 'threadId', {});
+        const t0 = Date.now();
+        const err = await rejectionOf(runAny(pool, 'longNativeIgnoringStop', { ms: 2_500, marker }));
+        const elapsed = Date.now() - t0;
+        assert.equal(err.code, 'ERR_WORKER_TIMEOUT', err.message);
+        assert.match(err.message, /its thread was terminated$/);
+        assert.ok(elapsed >= 2_400, `rejected at ${elapsed} ms, before the native call returned`);
+        // Asked at 0.2 s, grace over at 1.2 s, but the native mark held until 2.5 s: the thread was
+        // still running when the call returned (a thread terminated meanwhile runs no more JS).
+        assert.ok(existsSync(marker), 'the thread was terminated while inside the native call');
+      });
     });
   });
 

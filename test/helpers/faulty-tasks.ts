@@ -110,11 +110,13 @@ export async function sealStoppedMidWrite(input: { task: SealTask; after: 'exit'
 
 /**
  * Marks itself inside native code for `ms` (a blocking child process stands in for a long native
- * call), then ignores the stop request and spins: the pool must wait for the mark to clear before
- * it terminates the thread.
+ * call), writes `marker`, then ignores the stop request and spins: the pool must wait for the mark
+ * to clear before it terminates the thread. Had it terminated the thread during the call, no
+ * JavaScript would run after it and the marker would never appear.
  */
-export async function longNativeIgnoringStop(input: { ms: number } & Stoppable): Promise<never> {
+export async function longNativeIgnoringStop(input: { ms: number; marker: string } & Stoppable): Promise<never> {
   TaskStop.of(input).native(() => execFileSync('sleep', [String(input.ms / 1000)]));
+  writeFileSync(input.marker, 'ran after the native call');
   for (;;) {
     // ignores the stop request
   }
