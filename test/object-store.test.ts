@@ -250,6 +250,11 @@ function conformance(label: string, setup: () => Promise<{ harness: Harness; tea
       assert.equal(await s.getToFile('big/obj', out), data.length);
       assert.ok((await fsp.readFile(out)).equals(data));
       assert.deepEqual(await fsp.readdir(dir), ['obj.seg'], 'no temp file left beside it');
+      // A scratch download (no fsyncs) lands the same bytes the same way.
+      const scratchOut = path.join(dir, 'scratch.seg');
+      assert.equal(await s.getToFile('big/obj', scratchOut, { durable: false }), data.length);
+      assert.ok((await fsp.readFile(scratchOut)).equals(data));
+      assert.deepEqual((await fsp.readdir(dir)).sort(), ['obj.seg', 'scratch.seg'], 'no temp file left beside it');
     });
 
     test('putFile below the multipart threshold', async () => {

@@ -10,7 +10,14 @@ import { StratavecError } from '../format/errors.js';
 import { TEMP_PREFIX } from '../format/fsutil.js';
 import { parseTrailer, parseSectionTable, TRAILER_SIZE, type SectionEntry } from '../format/segment.js';
 import type { WorkerPool } from '../workers/pool.js';
-import type { ObjectStore } from './object-store.js';
+import type { GetToFileOptions, ObjectStore } from './object-store.js';
+
+/**
+ * Downloads that only feed a worker's decode or check and are removed right after skip the
+ * fsyncs: the scratch file is never a copy anything depends on (a restored segment file is
+ * written durably by the decode task itself).
+ */
+const SCRATCH: GetToFileOptions = { durable: false };
 
 /** What the manifest records of a remote copy. */
 export interface RemoteCopy {
@@ -94,7 +101,7 @@ export class ColdTier {
     const t0 = performance.now();
     const tmp = this.#tmp('down');
     try {
-      const got = await this.store.getToFile(remote.key, tmp);
+      const got = await this.store.getToFile(remote.key, tmp, SCRATCH);
       if (got !== remote.bytes) {
         throw new StratavecError('ERR_SEGMENT_CORRUPT', `remote copy ${remote.key} is ${got} bytes, the manifest says ${remote.bytes}`);
       }
@@ -118,7 +125,7 @@ export class ColdTier {
     const t0 = performance.now();
     const tmp = this.#tmp('check');
     try {
-      const got = await this.store.getToFile(remote.key, tmp);
+      const got = await this.store.getToFile(remote.key, tmp, SCRATCH);
       if (got !== remote.bytes) {
         throw new StratavecError('ERR_SEGMENT_CORRUPT', `remote copy ${remote.key} is ${got} bytes, the manifest says ${remote.bytes}`);
       }

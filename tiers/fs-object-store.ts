@@ -19,7 +19,7 @@ import { TEMP_PREFIX, exists, fsyncDir } from '../format/fsutil.js';
 import {
   type ByteRange, type FilledObjectStoreOptions, type IncompleteUpload, type ObjectInfo, type ObjectStore,
   type SourceFile, effectivePartSize, fillObjectStoreOptions, isInternalName, partSizeOption, quoteKey, validateKey,
-  validatePrefix, validateRange, writeChunksAtomic, writeFully,
+  validatePrefix, validateRange, writeChunksAtomic, writeFully, type GetToFileOptions,
 } from './object-store.js';
 
 const UPLOADS_DIR = '.uploads';
@@ -125,7 +125,7 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
-  async getToFile(key: string, file: string): Promise<number> {
+  async getToFile(key: string, file: string, opts?: GetToFileOptions): Promise<number> {
     const src = this.#pathFor(key);
     if (typeof file !== 'string') throw new TypeError('file must be a string');
     this.#checkOpen();
@@ -140,7 +140,7 @@ export class FsObjectStore implements ObjectStore {
       throw await this.#readError(err, key, 'reading');
     }
     try {
-      return await writeChunksAtomic(file, localChunks(fh, key));
+      return await writeChunksAtomic(file, localChunks(fh, key), opts);
     } finally {
       await fh.close().catch(() => undefined); // read-only handle
     }

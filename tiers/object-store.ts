@@ -48,8 +48,12 @@ export interface ObjectStore {
    */
   putFile(key: string, file: string, opts?: { partSize?: number }): Promise<void>;
   get(key: string, range?: ByteRange): Promise<Buffer>;
-  /** Downloads to `file` through a temp file beside it (fsync, rename, fsync dir); returns bytes. */
-  getToFile(key: string, file: string): Promise<number>;
+  /**
+   * Downloads to `file` through a temp file beside it, renamed over `file` once complete; returns
+   * bytes. With `durable` (the default) the file and its directory are fsynced too; a scratch
+   * copy that is read once and removed skips that (`{ durable: false }`).
+   */
+  getToFile(key: string, file: string, opts?: GetToFileOptions): Promise<number>;
   head(key: string): Promise<ObjectInfo | undefined>;
   /** Every object whose key starts with `prefix`, all pages, sorted by key. */
   list(prefix: string): Promise<ObjectInfo[]>;
@@ -306,7 +310,15 @@ export async function openSourceFile(file: string): Promise<SourceFile> {
  * fsync, rename, fsync the directory. Errors from iterating `chunks` propagate unchanged (the
  * caller decides whether they are retryable); local write errors become coded I/O errors.
  */
-export async function writeChunksAtomic(file: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): Promise<number> {
+export interface GetToFileOptions {
+  /** fsync the file and its directory before returning. Default true. */
+  durable?: boolean;
+}
+
+export async function writeChunksAtomic(
+  file: string, chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, opts: GetToFileOptions = {},
+): Promise<number> {
+  const durable = opts.durable ?? true;
   const tmp = tempPathFor(file);
   let fh: fsp.FileHandle | undefined;
   let bytes = 0;
@@ -326,11 +338,11 @@ export async function writeChunksAtomic(file: string, chunks: AsyncIterable<Uint
       bytes += chunk.byteLength;
     }
     try {
-      await fh.sync();
+      if (durable) await fh.sync();
       await fh.close();
       fh = undefined;
       await fsp.rename(tmp, file);
-      await fsyncDir(path.dirname(file));
+      if (durable) await fsyncDir(path.dirname(file));
     } catch (err) {
       throw local(err);
     }

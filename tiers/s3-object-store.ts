@@ -24,7 +24,7 @@ import { StratavecError } from '../format/errors.js';
 import {
   type ByteRange, type FilledObjectStoreOptions, type IncompleteUpload, type ObjectInfo, type ObjectStore,
   type S3Settings, type SourceFile, S3_MIN_PART_SIZE, effectivePartSize, fillObjectStoreOptions, partSizeOption, quoteKey,
-  validateKey, validatePrefix, validateRange, writeChunksAtomic,
+  validateKey, validatePrefix, validateRange, writeChunksAtomic, type GetToFileOptions,
 } from './object-store.js';
 
 const BUCKET_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$/;
@@ -278,13 +278,13 @@ export class S3ObjectStore implements ObjectStore {
     });
   }
 
-  async getToFile(key: string, file: string): Promise<number> {
+  async getToFile(key: string, file: string, opts?: GetToFileOptions): Promise<number> {
     const k = this.#full(key);
     if (typeof file !== 'string') throw new TypeError('file must be a string');
     return this.#call(`downloading ${quoteKey(key)}`, async () => {
       const out = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket, Key: k }));
       const body = out.Body as (Readable & AsyncIterable<Uint8Array>) | undefined;
-      return writeChunksAtomic(file, counted(body, out.ContentLength));
+      return writeChunksAtomic(file, counted(body, out.ContentLength), opts);
     });
   }
 
