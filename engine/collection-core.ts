@@ -216,6 +216,14 @@ export class CollectionCore {
     for (const meta of manifest.segments) await core.#attachSegment(new SealedSegment(meta));
     await core.#replayWal();
     if (core.#growing.count >= ctx.options.segmentMaxRecords) core.#startRotation();
+    // Write-through promises every sealed segment a remote copy. One whose upload never happened
+    // (close() drops queued uploads, a crash, a failed upload, or a database last opened with
+    // uploadOnSeal off) gets it now rather than at its demotion or the next scrub.
+    if (ctx.options.uploadOnSeal) {
+      for (const seg of core.#sealed.values()) {
+        if (seg.meta.tier === 'warm' && seg.meta.remote === undefined && seg.error === undefined) core.#scheduleUpload(seg);
+      }
+    }
     return core;
   }
 

@@ -284,3 +284,34 @@ test('100,000 vectors: every segment hot -> warm -> cold -> warm -> hot, S3 (s3r
     await server.destroy();
   }
 });
+
+test('write-through: segments sealed without an upload get their remote copy at the next open with uploadOnSeal on', async () => {
+  await withTmpDir('tiers-rt-reupload', async (dir) => {
+    const { base } = data();
+    const opts: DatabaseOptions = { workers: 1, segmentMaxRecords: 500, tiering: { intervalMs: 0 } };
+    // Sealed with no upload: as if close() had dropped the queued uploads (or a crash came first).
+    let db = track(await Database.open(dir, { ...opts, uploadOnSeal: false }));
+    const col = await db.createCollection(COL, { dimension: DIM, metric: 'l2', hnsw: { M: 8, efConstruction: 40 } });
+    for (const from of [0, 500]) {
+      await col.upsert(Array.from({ length: 500 }, (_, i) => ({ id: `v${from + i}`, vector: base.subarray((from + i) * DIM, (from + i + 1) * DIM) })));
+    }
+    await col.flush();
+    assert.deepEqual(col.segments().map((s) => [s.tier, s.remoteBytes]), [['warm', undefined], ['warm', undefined]]);
+    await db.close();
+
+    // Opened again with uploadOnSeal still off: nothing is uploaded.
+    db = track(await Database.open(dir, { ...opts, uploadOnSeal: false }));
+    await db.flushUploads();
+    assert.equal(db.stats().movement.uploads, 0);
+    await db.close();
+
+    db = track(await Database.open(dir, opts));
+    await db.flushUploads();
+    const segs = db.collection(COL).segments();
+    for (const s of segs) assert.ok(s.remoteBytes !== undefined && s.remoteBytes > 0, `${s.id} has a remote copy after the open`);
+    assert.equal(db.stats().movement.uploads, segs.length);
+    const remote = fileRemote(path.join(dir, 'objects'));
+    assert.equal((await remote.list()).size, segs.length, 'one object per segment in the store');
+    await db.close();
+  });
+});
