@@ -15,7 +15,7 @@ import type { GetToFileOptions, ObjectStore } from './object-store.js';
 /**
  * Downloads that only feed a worker's decode or check and are removed right after skip the
  * fsyncs: the scratch file is never a copy anything depends on (a restored segment file is
- * written durably by the decode task itself).
+ * written durably by the decode task itself). See #withScratchCopy.
  */
 const SCRATCH: GetToFileOptions = { durable: false };
 
@@ -99,19 +99,14 @@ export class ColdTier {
    */
   async download(remote: RemoteCopy, dest: string, expectRawCrcs: number[]): Promise<TransferResult> {
     const t0 = performance.now();
-    const tmp = this.#tmp('down');
     try {
-      const got = await this.store.getToFile(remote.key, tmp, SCRATCH);
-      if (got !== remote.bytes) {
-        throw new StratavecError('ERR_SEGMENT_CORRUPT', `remote copy ${remote.key} is ${got} bytes, the manifest says ${remote.bytes}`);
-      }
-      const dec = await this.#pool.run('decodeColdCopy', { src: tmp, dest, expectRawCrcs });
-      return { bytes: got, rawBytes: dec.bytes, sections: dec.sections, ms: performance.now() - t0 };
+      return await this.#withScratchCopy(remote, 'down', async (src, bytes) => {
+        const dec = await this.#pool.run('decodeColdCopy', { src, dest, expectRawCrcs });
+        return { bytes, rawBytes: dec.bytes, sections: dec.sections, ms: performance.now() - t0 };
+      });
     } catch (err) {
       await fsp.rm(dest, { force: true });
       throw err;
-    } finally {
-      await fsp.rm(tmp, { force: true });
     }
   }
 
@@ -123,14 +118,24 @@ export class ColdTier {
    */
   async verify(remote: RemoteCopy, expectRawCrcs: number[]): Promise<{ bytes: number; ms: number }> {
     const t0 = performance.now();
-    const tmp = this.#tmp('check');
+    return this.#withScratchCopy(remote, 'check', async (src, bytes) => {
+      await this.#pool.run('verifyColdCopy', { src, expectRawCrcs });
+      return { bytes, ms: performance.now() - t0 };
+    });
+  }
+
+  /**
+   * Downloads `remote` to a scratch file, checks its size against the manifest, hands it to `use`,
+   * and removes it. No fsyncs (SCRATCH): the file is read once, by a worker, and never kept.
+   */
+  async #withScratchCopy<T>(remote: RemoteCopy, tag: string, use: (file: string, bytes: number) => Promise<T>): Promise<T> {
+    const tmp = this.#tmp(tag);
     try {
       const got = await this.store.getToFile(remote.key, tmp, SCRATCH);
       if (got !== remote.bytes) {
         throw new StratavecError('ERR_SEGMENT_CORRUPT', `remote copy ${remote.key} is ${got} bytes, the manifest says ${remote.bytes}`);
       }
-      await this.#pool.run('verifyColdCopy', { src: tmp, expectRawCrcs });
-      return { bytes: got, ms: performance.now() - t0 };
+      return await use(tmp, got);
     } finally {
       await fsp.rm(tmp, { force: true });
     }
