@@ -33,7 +33,7 @@ import { Database, type Collection } from '../engine/index.js';
 import { WorkerPool } from '../workers/pool.js';
 import { DEFAULT_WORKER_NICE } from '../workers/thread-priority.js';
 import {
-  shannonEntropy, planeEntropy, defaultEntropySample, chooseCodec, encodeSection, decodeSection, deflateImplFor, levelForEntropy,
+  shannonEntropy, planeEntropy, defaultEntropySample, chooseCodec, encodeSection, decodeSection, deflateImplFor, levelFor,
   LARGE_SECTION_BYTES, SHUFFLE_ELEMENT_SIZE, type DeflateImpl, type DeflateLevel,
 } from '../workers/codec.js';
 import { Codec, encodeStringTable } from '../format/segment.js';
@@ -514,11 +514,6 @@ function compressionSamples(p: WorkersParams): { samples: Sample[]; skipped: str
 
 const CODEC_NAMES: Record<number, string> = { [Codec.none]: 'none', [Codec.deflate]: 'deflate', [Codec.shuffleDeflate]: 'shuffle+deflate' };
 
-/** The level a plain (unshuffled) section gets: level 1 at or above LARGE_SECTION_BYTES, else by its entropy. */
-function selectionLevel(entropyDeflateSees: number, size: number): DeflateLevel {
-  return size >= LARGE_SECTION_BYTES ? 1 : levelForEntropy(entropyDeflateSees);
-}
-
 /** Wall and CPU time per call. */
 interface Timing {
   wallMs: number;
@@ -593,7 +588,7 @@ function measureSample(opts: BenchOptions, s: Sample): CompressionResult {
   const choice = chooseCodec(s.data, elem);
   const seen = choice.codec === Codec.shuffleDeflate ? choice.shuffledEntropy! : choice.entropy;
   // For a "none" choice nothing is compressed; measure at the level it would have had, for the record.
-  const level = choice.codec === Codec.none ? selectionLevel(seen, s.data.length) : (choice.level as DeflateLevel);
+  const level = choice.codec === Codec.none ? levelFor(seen, s.data.length, false) : (choice.level as DeflateLevel);
   const encode = (impl: DeflateImpl) => encodeSection(s.data, { impl, ...elem });
   const enc = encode('zlib');
   const rawStored = zlib.deflateRawSync(s.data, { level });

@@ -440,9 +440,10 @@ export const LARGE_SECTION_BYTES = 4 * 1024 * 1024;
  * node:zlib) level 6 stored shuffled vectors at 1.174 vs 1.160:1 and the shuffled HNSW section at
  * 1.371 vs 1.342:1, for 1.5-2.3x the time. Text is different: realistic payload JSON is 5.08:1
  * at level 6 against 3.93:1 at level 1 (`npm run bench:workers`), so plain sections keep the
- * entropy rule below LARGE_SECTION_BYTES.
+ * entropy rule below LARGE_SECTION_BYTES. chooseCodec's rule; exported for the bench, which
+ * reports the level a section stored as `none` would have had.
  */
-function levelFor(entropy: number, size: number, shuffled: boolean): DeflateLevel {
+export function levelFor(entropy: number, size: number, shuffled: boolean): DeflateLevel {
   return shuffled || size >= LARGE_SECTION_BYTES ? 1 : levelForEntropy(entropy);
 }
 

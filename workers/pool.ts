@@ -265,7 +265,7 @@ export class WorkerPool {
   }
 
   /** Registers a run for destroy() to stop and wait for; call the returned function when it settles. */
-  #track(run: Omit<ActiveRun, 'done'>): { run: ActiveRun; settle: () => void } {
+  #track<R extends Omit<ActiveRun, 'done'>>(run: R): { run: R & ActiveRun; settle: () => void } {
     let resolve!: () => void;
     const active = Object.assign(run, { done: new Promise<void>((r) => (resolve = r)) });
     this.#active.add(active);
@@ -329,8 +329,9 @@ export class WorkerPool {
       const ms = this.taskTimeoutMs;
       // Every run is abortable (to terminate its thread, and for the no-thread-left case above).
       // piscina then counts a thread running it as full: one task per thread anyway.
-      const tracked = this.#track({ stop, settled: false, controller: new AbortController() });
-      const run: PooledRun = Object.assign(tracked.run, { controller: tracked.run.controller!, lost: undefined });
+      const lost: PooledRun['lost'] = undefined;
+      const tracked = this.#track({ stop, settled: false, controller: new AbortController(), lost });
+      const run: PooledRun = tracked.run;
       let timer: NodeJS.Timeout | undefined;
       let allowance: NodeJS.Timeout | undefined;
       const startClock = (): void => {

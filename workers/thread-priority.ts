@@ -25,16 +25,15 @@ export function threadKernelId(): number | undefined {
 /**
  * Lowers the calling thread's priority to `nice` (raising a nice value needs no privilege). Threads
  * this thread starts afterwards inherit it, which is why the pool makes sure libuv's shared thread
- * pool already exists before its workers start. Returns the nice value now in effect, or
- * undefined if it could not be read or set.
+ * pool already exists before its workers start. Best effort: where the platform has no per-thread
+ * nice, the thread keeps its priority.
  */
-export function setThreadNice(nice: number): number | undefined {
+export function setThreadNice(nice: number): void {
   const tid = threadKernelId();
-  if (tid === undefined) return undefined;
+  if (tid === undefined) return;
   try {
     if (os.getPriority(tid) < nice) os.setPriority(tid, nice);
-    return os.getPriority(tid);
   } catch {
-    return undefined;
+    // not permitted here: run at the inherited priority
   }
 }
