@@ -7,13 +7,21 @@ import * as path from 'node:path';
 import { StratavecError, ioError } from './errors.js';
 import { crc32 } from './crc32.js';
 import { writeFileAtomic, TEMP_PREFIX } from './fsutil.js';
+import type { Metric } from './segment.js';
 
 export const MANIFEST_FORMAT = 1;
 /** Above this a manifest file is rejected before it is read: a corrupt size must not cost memory. */
 export const MAX_MANIFEST_BYTES = 256 * 1024 * 1024;
 
-export type TierName = 'hot' | 'warm' | 'cold';
-export type MetricName = 'l2' | 'ip' | 'cosine';
+/** Where a segment is served from: memory (hot), its local file (warm), the object store (cold). */
+export type Tier = 'hot' | 'warm' | 'cold';
+export const TIERS: readonly Tier[] = Object.freeze(['hot', 'warm', 'cold'] as const);
+
+/** The one check of a tier name given by a caller (API, CLI, options). */
+export function checkTier(value: unknown, what = 'tier'): Tier {
+  if (value === 'hot' || value === 'warm' || value === 'cold') return value;
+  throw new StratavecError('ERR_INVALID_ARGUMENT', `${what} must be hot, warm or cold, got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`);
+}
 
 export interface ManifestSection {
   kind: number;
@@ -41,13 +49,17 @@ export interface ManifestSegment {
   tier: 'warm' | 'cold';
   local?: ManifestCopy;
   remote?: ManifestCopy & { key: string };
-  pinned?: TierName;
+  pinned?: Tier;
   createdAt: number;
 }
 
-export interface HnswSettings {
+/** A collection's HNSW settings, recorded in its manifest so every seal builds alike. */
+export interface HnswParams {
+  /** Graph degree: links per node on upper levels; level 0 keeps 2*M. */
   M: number;
+  /** Candidate list size while inserting; higher builds slower and finds better links. */
   efConstruction: number;
+  /** Default candidate list size at search time (a per-search `ef` overrides it). */
   efSearch: number;
 }
 
@@ -56,8 +68,8 @@ export interface CollectionManifest {
   collection: string;
   version: number;
   dimension: number;
-  metric: MetricName;
-  hnsw: HnswSettings;
+  metric: Metric;
+  hnsw: HnswParams;
   createdAt: number;
   /** Sequence number the next sealed segment gets. */
   nextSegmentSeq: number;

@@ -32,13 +32,19 @@ export type SectionKindName = keyof typeof SectionKind;
 export const Codec = { none: 0, deflate: 1, shuffleDeflate: 2 } as const;
 const KNOWN_CODECS: ReadonlySet<number> = new Set(Object.values(Codec));
 
-export type MetricName = 'l2' | 'ip' | 'cosine';
-const METRICS: readonly MetricName[] = ['l2', 'ip', 'cosine'];
+/** Distance metric of a collection; what each means is documented in index/distance.ts. The
+ *  position in METRICS is the code stored in segment headers: never reorder. */
+export type Metric = 'l2' | 'ip' | 'cosine';
+export const METRICS: readonly Metric[] = Object.freeze(['l2', 'ip', 'cosine'] as const);
+
+export function isMetric(value: unknown): value is Metric {
+  return value === 'l2' || value === 'ip' || value === 'cosine';
+}
 
 export interface SegmentHeader {
   formatVersion: number;
   dimension: number;
-  metric: MetricName;
+  metric: Metric;
   count: number;
 }
 
@@ -130,13 +136,13 @@ function isU32(n: unknown): n is number {
   return typeof n === 'number' && Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff;
 }
 
-export function metricCode(metric: MetricName): number {
+export function metricCode(metric: Metric): number {
   const code = METRICS.indexOf(metric);
   if (code < 0) throw invalid(`unknown metric ${JSON.stringify(metric)}; expected one of ${METRICS.join(', ')}`);
   return code;
 }
 
-export function metricName(code: number): MetricName {
+export function metricName(code: number): Metric {
   const name = METRICS[code];
   if (name === undefined) throw corrupt(`unknown metric code ${code}`);
   return name;
@@ -160,7 +166,7 @@ function expectedRawLength(kind: number, header: { dimension: number; count: num
 // Writing
 
 export function encodeSegment(
-  header: { dimension: number; metric: MetricName; count: number },
+  header: { dimension: number; metric: Metric; count: number },
   sections: SectionInput[],
 ): EncodedSegment {
   checkDimension(header.dimension);

@@ -15,13 +15,8 @@
  *   hnswlib's `'ip'` space, never its `'cosine'` space, which would normalize a second time.
  *   A zero vector cannot be normalized; the engine must reject it (see `normalizeInPlace`).
  */
-export type Metric = 'l2' | 'ip' | 'cosine';
-
-export const METRICS: readonly Metric[] = Object.freeze(['l2', 'ip', 'cosine'] as const);
-
-export function isMetric(value: unknown): value is Metric {
-  return value === 'l2' || value === 'ip' || value === 'cosine';
-}
+export { type Metric, METRICS, isMetric } from '../format/segment.js';
+import type { Metric } from '../format/segment.js';
 
 /** Distance between `a[aOff .. aOff+dim)` and `b[bOff .. bOff+dim)`. */
 export type DistanceFn = (a: Float32Array, aOff: number, b: Float32Array, bOff: number, dim: number) => number;

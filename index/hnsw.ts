@@ -17,14 +17,8 @@ type NativeIndex = InstanceType<typeof HierarchicalNSW>;
 
 export type { Metric } from './distance.js';
 
-export interface HnswParams {
-  /** Graph degree: links per node on upper levels; level 0 keeps 2*M. */
-  M: number;
-  /** Candidate list size while inserting; higher builds slower and finds better links. */
-  efConstruction: number;
-  /** Default candidate list size at search time (a per-search `ef` overrides it). */
-  efSearch: number;
-}
+export type { HnswParams } from '../format/manifest.js';
+import type { HnswParams } from '../format/manifest.js';
 
 /**
  * Wraps every call into hnswlib's native code made while building or serializing, so a worker can

@@ -2,7 +2,7 @@
 // the last access time and hits per serving tier. In memory, O(1) per call. It decides nothing and
 // reads time only through the injected Clock, so decay is testable without waiting.
 
-import type { TierName } from '../format/manifest.js';
+import type { Tier } from '../format/manifest.js';
 import { StratavecError } from '../format/errors.js';
 
 /** Time source in ms. Structurally the same as engine's `Clock`, declared here so tiers/ need not import engine/. */
@@ -64,7 +64,7 @@ export class AccessTracker {
   }
 
   /** A search or get touched the segment, served from `servedFrom`. */
-  record(segmentId: string, servedFrom: TierName): void {
+  record(segmentId: string, servedFrom: Tier): void {
     if (servedFrom !== 'hot' && servedFrom !== 'warm' && servedFrom !== 'cold') {
       throw new TypeError(`servedFrom must be 'hot', 'warm' or 'cold', got ${String(servedFrom)}`);
     }

@@ -40,10 +40,10 @@
 //     tier it is in. Moves are ordered demotions first, so executing them in order frees space
 //     before using it; within each group pins come first, then the order decided.
 
-import type { TierName } from '../format/manifest.js';
+import type { Tier } from '../format/manifest.js';
 import { StratavecError } from '../format/errors.js';
 
-export type Tier = TierName;
+export type { Tier };
 
 export interface SegmentState {
   id: string;

@@ -3,8 +3,9 @@
 
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 
-export type TierName = 'hot' | 'warm' | 'cold';
-export type Route = `${TierName}->${TierName}`;
+import type { Tier } from '../format/manifest.js';
+
+export type Route = `${Tier}->${Tier}`;
 
 export interface LatencySummary {
   count: number;
