@@ -10,17 +10,22 @@ import { StratavecError, ioError } from '../format/errors.js';
 import { TEMP_PREFIX, fsyncDir, mkdirDurable } from '../format/fsutil.js';
 import { MANIFEST_FORMAT, type CollectionManifest } from '../format/manifest.js';
 import { validateCollectionName } from '../format/names.js';
-import { DEFAULT_HNSW_PARAMS, type HnswParams, type Metric } from '../index/hnsw.js';
+import { DEFAULT_HNSW_PARAMS, type HnswParams } from '../index/hnsw.js';
+import { METRICS, isMetric, type Metric } from '../format/segment.js';
 import { WorkerPool } from '../workers/pool.js';
 import { HotTier } from '../tiers/hot.js';
 import { WarmTier } from '../tiers/warm.js';
 import { ColdTier } from '../tiers/cold.js';
-import { openObjectStore, type ObjectStore } from '../tiers/object-store.js';
+import type { ObjectStore } from '../tiers/object-store.js';
+import { openObjectStore } from '../tiers/open-object-store.js';
 import { AccessTracker } from '../tiers/access-stats.js';
 import { TierStats } from '../tiers/tier-stats.js';
-import { CollectionCore, type EngineContext, type MoveResult, type Tier } from './collection-core.js';
+import { CollectionCore } from './collection-core.js';
+import type { EngineContext } from './context.js';
+import { checkTier, type Tier } from '../format/manifest.js';
+import type { MoveResult } from '../tiers/migrator.js';
 import { Tiering } from './tiering.js';
-import { LeaseSet } from '../gc/leases.js';
+import { LeaseSet } from '../tiers/leases.js';
 import { Maintenance, type VerifyOptions, type VerifyReport, type GcOptions, type GcReport, type CompactOptions, type CompactReport } from './maintenance.js';
 import { Collection } from './collection.js';
 import { DirectoryLock } from './lock.js';
@@ -34,7 +39,6 @@ export interface CollectionOptions {
 
 export type DatabaseStatus = 'opening' | 'open' | 'closing' | 'closed';
 
-const METRICS: readonly Metric[] = ['l2', 'cosine', 'ip'];
 
 export class Database {
   readonly dir: string;
@@ -145,7 +149,7 @@ export class Database {
       throw new StratavecError('ERR_INVALID_ARGUMENT', `dimension must be an integer in [1, 65536], got ${dimension}`);
     }
     const metric = options.metric ?? 'l2';
-    if (!METRICS.includes(metric)) throw new StratavecError('ERR_INVALID_ARGUMENT', `metric must be one of ${METRICS.join(', ')}, got ${String(metric)}`);
+    if (!isMetric(metric)) throw new StratavecError('ERR_INVALID_ARGUMENT', `metric must be one of ${METRICS.join(', ')}, got ${String(metric)}`);
     const hnsw = { ...DEFAULT_HNSW_PARAMS, ...(options.hnsw ?? {}) };
     for (const [key, [min, max]] of Object.entries({ M: [2, 128], efConstruction: [1, 10_000], efSearch: [1, 10_000] })) {
       const v = hnsw[key as keyof HnswParams];
@@ -237,18 +241,10 @@ export class Database {
    * Moves segments between tiers, verified at every step: copy, check CRC32s against the
    * manifest, commit, then release the source. A failed move leaves its segment where it was.
    */
-  async migrate(segmentId: string, tier: Tier): Promise<MoveResult>;
-  async migrate(segmentIds: string[], tier: Tier): Promise<MoveResult[]>;
-  async migrate(segmentIds: string | string[], tier: Tier): Promise<MoveResult | MoveResult[]> {
+  async migrate(segmentId: string, tier: Tier): Promise<MoveResult> {
     this.#checkOpen();
-    if (tier !== 'hot' && tier !== 'warm' && tier !== 'cold') throw new StratavecError('ERR_INVALID_ARGUMENT', `tier must be hot, warm or cold, got ${String(tier)}`);
-    if (Array.isArray(segmentIds)) {
-      const cores = segmentIds.map((id) => this.#coreOfSegment(id));
-      const out: MoveResult[] = [];
-      for (let i = 0; i < segmentIds.length; i++) out.push(await cores[i]!.migrate(segmentIds[i]!, tier));
-      return out;
-    }
-    return this.#coreOfSegment(segmentIds).migrate(segmentIds, tier);
+    checkTier(tier);
+    return this.#coreOfSegment(segmentId).migrate(segmentId, tier);
   }
 
   /**

@@ -17,11 +17,11 @@ import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CreateMultipartUploadCommand, PutObjectCommand, S3Client, UploadPartCommand } from '@aws-sdk/client-s3';
 import { Database, StratavecError, type Collection, type DatabaseOptions, type SearchHit } from '../engine/index.js';
-import type { GcReport } from '../engine/maintenance.js';
-import type { GarbageItem, GcEntry } from '../gc/collector.js';
-import { openObjectStore, type ObjectStore } from '../tiers/object-store.js';
-import { mulberry32 } from './helpers/datasets.js';
-import { startS3rver, S3RVER_CREDENTIALS } from './helpers/s3rver.js';
+import type { GcReport, GarbageItem, GcEntry } from '../engine/index.js';
+import type { ObjectStore } from '../tiers/object-store.js';
+import { openObjectStore } from '../tiers/open-object-store.js';
+import { mulberry32 } from '../harness/datasets.js';
+import { startS3rver, S3RVER_CREDENTIALS } from '../harness/s3rver.js';
 import { flipByte, hashTree, track, waitFor, withTmpDir } from './helpers/tmp.js';
 
 const DIM = 8;

@@ -44,11 +44,12 @@ import { Database, type StoredRecord, type SegmentInfo } from '../engine/index.j
 import { loadLatestManifest, type CollectionManifest } from '../format/manifest.js';
 import { TEMP_PREFIX } from '../format/fsutil.js';
 import { SectionKind, SegmentReader } from '../format/segment.js';
-import { openObjectStore, type ObjectStore } from '../tiers/object-store.js';
+import type { ObjectStore } from '../tiers/object-store.js';
+import { openObjectStore } from '../tiers/open-object-store.js';
 import { idOf, mulberry32, opSpec, payloadFor, vectorFor, type WorkloadConfig } from './helpers/crash-writer.js';
 import { KillableChild, allIds, baseSeed, checkSearch, diffModel, explainStore, mixSeed, removeScenarioDir, sameVector, type Model, type SearchCheck } from './helpers/crash-checks.js';
 import { databaseOptions, type MigratorConfig, type TierName } from './helpers/crash-migrator.js';
-import { startS3rver, startFaultProxy, S3RVER_CREDENTIALS, type ProxiedRequest, type Fault, type FaultProxy } from './helpers/s3rver.js';
+import { startS3rver, startFaultProxy, S3RVER_CREDENTIALS, type ProxiedRequest, type Fault, type FaultProxy } from '../harness/s3rver.js';
 
 const MIGRATOR = fileURLToPath(new URL('./helpers/crash-migrator.js', import.meta.url));
 const BASE_SEED = baseSeed('STRATAVEC_MIGRATION_SEED');

@@ -13,13 +13,14 @@ import * as path from 'node:path';
 import * as util from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { StratavecError, type ErrorCode } from '../format/errors.js';
+import { openObjectStore } from '../tiers/open-object-store.js';
 import {
-  openObjectStore, openSourceFile, validateKey, fillObjectStoreOptions,
+  openSourceFile, validateKey, fillObjectStoreOptions,
   type ObjectStore, type ObjectStoreOptions, type S3Settings, type SourceOpener,
 } from '../tiers/object-store.js';
 import { FsObjectStore } from '../tiers/fs-object-store.js';
 import { S3ObjectStore, backoffMs } from '../tiers/s3-object-store.js';
-import { startS3rver, startFaultProxy, S3RVER_CREDENTIALS, type S3rverHandle, type FaultProxy } from './helpers/s3rver.js';
+import { startS3rver, startFaultProxy, S3RVER_CREDENTIALS, type S3rverHandle, type FaultProxy } from '../harness/s3rver.js';
 
 const MiB = 1024 * 1024;
 

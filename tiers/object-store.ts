@@ -1,10 +1,9 @@
 // The cold tier's contract: a flat key -> bytes store (a local directory or an S3 bucket), the key
-// rules every implementation enforces, the options they share and `openObjectStore`, the one place
-// a spec string becomes a store. It must never know what a segment or a manifest is.
+// rules every implementation enforces and the options they share (open-object-store.ts turns a
+// spec into a store). It must never know what a segment or a manifest is.
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { StratavecError, ioError } from '../format/errors.js';
 import { TEMP_PREFIX, tempPathFor, fsyncDir, writeFully } from '../format/fsutil.js';
 import type { Clock } from './access-stats.js';
@@ -360,36 +359,4 @@ export async function writeChunksAtomic(
  */
 export function isInternalName(name: string): boolean {
   return name.startsWith('.') || name.startsWith(TEMP_PREFIX);
-}
-
-/**
- * Opens the store a spec names: `file:///abs/dir` (created if missing) or `s3://bucket/prefix`
- * (credentials from the standard AWS environment / default chain), or S3 settings with endpoint,
- * region, credentials and forcePathStyle. Opening an S3 store makes no request.
- */
-export async function openObjectStore(spec: string | S3Settings, opts: ObjectStoreOptions = {}): Promise<ObjectStore> {
-  const filled = fillObjectStoreOptions(opts);
-  if (typeof spec === 'string') {
-    if (spec.startsWith('file:')) {
-      let root: string;
-      try {
-        root = fileURLToPath(spec);
-      } catch (err) {
-        throw new StratavecError('ERR_INVALID_ARGUMENT', `object store URL ${quoteKey(spec)} is not a valid file URL`, { cause: err });
-      }
-      const { FsObjectStore } = await import('./fs-object-store.js');
-      return FsObjectStore.open(root, filled);
-    }
-    if (spec.startsWith('s3:')) {
-      const { S3ObjectStore } = await import('./s3-object-store.js');
-      return S3ObjectStore.open({ url: spec }, filled);
-    }
-    // Never echo the spec: an s3-like URL may carry credentials in its userinfo.
-    throw new StratavecError('ERR_INVALID_ARGUMENT', 'object store must be a file:// or s3:// URL');
-  }
-  if (typeof spec === 'object' && spec !== null && typeof spec.url === 'string') {
-    const { S3ObjectStore } = await import('./s3-object-store.js');
-    return S3ObjectStore.open(spec, filled);
-  }
-  throw new TypeError('object store must be a URL string or { url, endpoint?, region?, credentials?, forcePathStyle? }');
 }

@@ -20,7 +20,7 @@
 // kill the parent only has to consider that one op applied or not.
 
 import { Database } from '../../engine/index.js';
-import { openObjectStore } from '../../tiers/object-store.js';
+import { openObjectStore } from '../../tiers/open-object-store.js';
 import { line, mulberry32, oneLine, openCollection, runMain, writeOp, type WorkloadConfig } from './crash-writer.js';
 
 export type TierName = 'hot' | 'warm' | 'cold';
