@@ -6,8 +6,11 @@ import { StratavecError } from '../format/errors.js';
 import { validateId } from '../format/names.js';
 import type { WalUpsertRecord } from '../format/wal.js';
 import { normalizeInPlace } from '../index/distance.js';
-import type { Metric } from '../index/hnsw.js';
-import type { CollectionCore, MoveResult, SearchHit, SegmentInfo, StoredRecord, Tier } from './collection-core.js';
+import { checkTier, TIERS, type Tier } from '../format/manifest.js';
+import type { Metric } from '../format/segment.js';
+import type { MoveResult } from '../tiers/migrator.js';
+import type { CollectionCore, SegmentInfo } from './collection-core.js';
+import type { SearchHit, StoredRecord } from './read-path.js';
 import { compileFilter, type Filter, type Payload } from './filter.js';
 
 export interface UpsertRecord {
@@ -96,7 +99,10 @@ export class Collection {
     intInRange('k', k, 1, MAX_K);
     const ef = options.ef ?? this.#efSearch;
     intInRange('ef', ef, 1, MAX_EF);
-    return this.#core.search(q, k, Math.max(ef, k), compileFilter(options.filter), options.includePayload ?? true, options.exact === true, tierSet(options.tiers));
+    return this.#core.search({
+      query: q, k, ef: Math.max(ef, k), filter: compileFilter(options.filter), includePayload: options.includePayload ?? true,
+      exact: options.exact === true, tiers: tierSet(options.tiers),
+    });
   }
 
   /** Seals the growing segment now and waits until it is committed. */
@@ -120,7 +126,7 @@ export class Collection {
   async pin(segmentId: string, tier: Tier): Promise<MoveResult> {
     this.#check();
     if (typeof segmentId !== 'string') throw new TypeError('segment id must be a string');
-    return this.#core.pin(segmentId, validTier(tier));
+    return this.#core.pin(segmentId, checkTier(tier));
   }
 
   async unpin(segmentId: string): Promise<void> {
@@ -151,17 +157,12 @@ export class Collection {
   }
 }
 
-const TIERS: readonly Tier[] = ['hot', 'warm', 'cold'];
+const ALL_TIERS: ReadonlySet<Tier> = new Set(TIERS);
 
-function validTier(t: unknown): Tier {
-  if (!TIERS.includes(t as Tier)) throw new StratavecError('ERR_INVALID_ARGUMENT', `tier must be one of ${TIERS.join(', ')}, got ${String(t)}`);
-  return t as Tier;
-}
-
-function tierSet(tiers: unknown): ReadonlySet<Tier> | undefined {
-  if (tiers === undefined) return undefined;
+function tierSet(tiers: unknown): ReadonlySet<Tier> {
+  if (tiers === undefined) return ALL_TIERS;
   if (!Array.isArray(tiers)) throw new TypeError('tiers must be an array of tier names');
-  return new Set(tiers.map(validTier));
+  return new Set(tiers.map((t) => checkTier(t)));
 }
 
 function intInRange(name: string, v: unknown, min: number, max: number): void {

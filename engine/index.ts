@@ -2,8 +2,20 @@
 
 export { Database, type CollectionOptions, type DatabaseStatus } from './database.js';
 export { Collection, type UpsertRecord, type SearchOptions, MAX_PAYLOAD_BYTES, MAX_K } from './collection.js';
-export type { SearchHit, StoredRecord, SegmentInfo, SegmentCheck, CopyCheck, CompactionResult } from './collection-core.js';
-export type { VerifyOptions, VerifyReport, ManifestCheck, GcOptions, GcReport, CompactOptions, CompactReport } from './maintenance.js';
+export type { SegmentInfo } from './collection-core.js';
+export type { SearchHit, StoredRecord } from './read-path.js';
+export type { SegmentCheck, CopyCheck } from '../tiers/verify.js';
+export type { CompactionResult } from '../gc/compactor.js';
+export type { ManifestCheck } from './segment-registry.js';
+export type { VerifyOptions, VerifyReport, GcOptions, GcReport, CompactOptions, CompactReport } from './maintenance.js';
+export type { Tier } from '../format/manifest.js';
+export type { MoveResult } from '../tiers/migrator.js';
+export {
+  DefaultTieringPolicy, type TieringPolicy, type TieringPlan, type SegmentState, type TierBudgets, type PlannedMove,
+  type MoveCause, type TierUsage, type DefaultPolicyOptions,
+} from '../tiers/policy.js';
+export type { AppliedMove, FailedMove, ApplyResult } from './tiering.js';
+export type { HotTierStats } from '../tiers/hot.js';
 export type { GcEntry, GarbageItem, GarbageReason, GcAction } from '../gc/collector.js';
 export type { CompactionGroup } from '../gc/compaction.js';
 export type { DatabaseOptions, S3ObjectStoreOptions, Clock, MaintenanceOptions } from './options.js';

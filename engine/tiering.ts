@@ -5,10 +5,10 @@
 import { StratavecError, isStratavecError } from '../format/errors.js';
 import type { AccessTracker } from '../tiers/access-stats.js';
 import { DefaultTieringPolicy, type TieringPlan, type TieringPolicy, type SegmentState, type TierBudgets } from '../tiers/policy.js';
-import type { CollectionCore, MoveResult } from './collection-core.js';
+import { TIERS } from '../format/manifest.js';
+import type { MoveResult } from '../tiers/migrator.js';
+import type { CollectionCore } from './collection-core.js';
 import type { FilledOptions } from './options.js';
-
-const TIERS: ReadonlySet<string> = new Set(['hot', 'warm', 'cold']);
 
 export interface AppliedMove extends MoveResult {
   reason: string;
@@ -114,7 +114,7 @@ export class Tiering {
 
   #refusal(move: TieringPlan['moves'][number], state: SegmentState | undefined, core: CollectionCore | undefined): string | undefined {
     if (!state || !core) return `segment ${String(move.segmentId)} does not exist`;
-    if (!TIERS.has(move.to)) return `policy ${this.policy.name} named tier ${String(move.to)}, which does not exist`;
+    if (!TIERS.includes(move.to)) return `policy ${this.policy.name} named tier ${String(move.to)}, which does not exist`;
     if (move.from !== state.tier) return `policy ${this.policy.name} planned ${move.from} -> ${move.to}, but the segment is ${state.tier}`;
     if (state.pinned !== undefined && move.to !== state.pinned) return `segment is pinned to ${state.pinned}`;
     if (!state.available) return 'segment is unavailable';

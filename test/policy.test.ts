@@ -6,16 +6,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AccessTracker, kDefaultAccessOptions } from '../tiers/access-stats.js';
 import {
-  DefaultTieringPolicy,
-  kDefaultBudgetsFraction,
-  type DefaultPolicyOptions,
-  type PlannedMove,
-  type SegmentState,
-  type Tier,
-  type TierBudgets,
-  type TieringPlan,
-} from '../tiers/policy.js';
-import { mulberry32 } from './helpers/datasets.js';
+  DefaultTieringPolicy, type DefaultPolicyOptions, type PlannedMove, type SegmentState, type Tier, type TierBudgets, type TieringPlan,
+} from '../engine/index.js';
+import { kDefaultBudgetsFraction } from '../tiers/policy.js';
+import { mulberry32 } from '../harness/datasets.js';
 import { hasCode } from './helpers/tmp.js';
 
 const MIN = 60_000;

@@ -17,8 +17,8 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { Database, type Collection, type DatabaseOptions, type SegmentInfo } from '../engine/index.js';
-import type { PlannedMove, SegmentState, TierBudgets, TieringPlan, TieringPolicy } from '../tiers/policy.js';
-import { clusteredDataset, mulberry32 } from './helpers/datasets.js';
+import type { PlannedMove, SegmentState, TierBudgets, TieringPlan, TieringPolicy } from '../engine/index.js';
+import { clusteredDataset, mulberry32 } from '../harness/datasets.js';
 import { track, waitFor, withTmpDir } from './helpers/tmp.js';
 
 const DIM = 32;
@@ -204,7 +204,7 @@ test('budgets far below the data: each tier within its high watermark after ever
       }
       // Explicit promotions (as an operator or a burst would cause): pressure on the hot tier.
       const promote = col.segments().filter((s) => s.tier !== 'hot' && s.id !== pinnedCold && s.id !== pinnedHot).slice(0, 3);
-      await db.migrate(promote.map((s) => s.id), 'hot');
+      for (const s of promote) await db.migrate(s.id, 'hot');
       // Writes: new records, replacements (some in cold segments), deletes.
       const fresh = Array.from({ length: 1_000 }, () => {
         const row = nextRow++;

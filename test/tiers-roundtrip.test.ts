@@ -13,8 +13,8 @@ import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { Database, type Collection, type DatabaseOptions, type SearchHit } from '../engine/index.js';
-import { clusteredDataset, exactKnn, recallAtK } from './helpers/datasets.js';
-import { startS3rver, S3RVER_CREDENTIALS } from './helpers/s3rver.js';
+import { clusteredDataset, exactKnn, recallAtK } from '../harness/datasets.js';
+import { startS3rver, S3RVER_CREDENTIALS } from '../harness/s3rver.js';
 import { track, withTmpDir } from './helpers/tmp.js';
 
 const DIM = 32;
@@ -184,7 +184,7 @@ async function roundTrip(dir: string, storeOpts: Pick<DatabaseOptions, 'objectSt
 
   // -> hot
   let before = migrations();
-  await db.migrate(ids, 'hot');
+  for (const id of ids) await db.migrate(id, 'hot');
   assert.equal(delta(before, 'warm->hot'), ids.length);
   await check('hot', 'hot');
   const H0 = await runQueries(col);
@@ -195,7 +195,7 @@ async function roundTrip(dir: string, storeOpts: Pick<DatabaseOptions, 'objectSt
 
   // hot -> warm
   before = migrations();
-  await db.migrate(ids, 'warm');
+  for (const id of ids) await db.migrate(id, 'warm');
   assert.equal(delta(before, 'hot->warm'), ids.length);
   assert.equal(db.stats().tiers.hot.segments, 0);
   await check('warm', 'warm');
@@ -204,7 +204,7 @@ async function roundTrip(dir: string, storeOpts: Pick<DatabaseOptions, 'objectSt
 
   // warm -> cold
   before = migrations();
-  await db.migrate(ids, 'cold');
+  for (const id of ids) await db.migrate(id, 'cold');
   assert.equal(delta(before, 'warm->cold'), ids.length);
   await check('cold', 'cold');
   const st = db.stats();
@@ -229,7 +229,7 @@ async function roundTrip(dir: string, storeOpts: Pick<DatabaseOptions, 'objectSt
 
   // cold -> warm
   before = migrations();
-  await db.migrate(ids, 'warm');
+  for (const id of ids) await db.migrate(id, 'warm');
   assert.equal(delta(before, 'cold->warm'), ids.length);
   await check('rehydrated warm', 'warm');
   assert.deepEqual(await runQueries(col, { exact: true }), E0, 'rehydrated warm: exact results');
@@ -237,7 +237,7 @@ async function roundTrip(dir: string, storeOpts: Pick<DatabaseOptions, 'objectSt
 
   // warm -> hot
   before = migrations();
-  await db.migrate(ids, 'hot');
+  for (const id of ids) await db.migrate(id, 'hot');
   assert.equal(delta(before, 'warm->hot'), ids.length);
   await check('hot again', 'hot');
   assert.deepEqual(await runQueries(col), H0, 'hot again: HNSW results (ids, distances, payloads)');
@@ -245,7 +245,7 @@ async function roundTrip(dir: string, storeOpts: Pick<DatabaseOptions, 'objectSt
 
   // Everything cold, reopen, and let the first search rehydrate.
   before = migrations();
-  await db.migrate(ids, 'cold');
+  for (const id of ids) await db.migrate(id, 'cold');
   assert.equal(delta(before, 'warm->cold'), ids.length, 'hot -> cold counts as one move to cold each');
   await check('cold again', 'cold');
   await db.close();

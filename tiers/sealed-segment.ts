@@ -5,7 +5,7 @@
 import type { StratavecError } from '../format/errors.js';
 import type { ManifestSegment } from '../format/manifest.js';
 import type { StringTable } from '../format/segment.js';
-import type { SegmentView } from '../tiers/segment-view.js';
+import type { SegmentView } from './segment-view.js';
 
 export class SealedSegment {
   /** The committed manifest entry; replaced (never mutated) when a commit changes it. */

@@ -1,0 +1,9 @@
+// The parts of a Database that every collection shares, as the engine hands them down: the tier
+// context (pool, tiers, statistics, leases) plus the database's filled options.
+
+import type { TierContext } from '../tiers/segment-catalog.js';
+import type { FilledOptions } from './options.js';
+
+export interface EngineContext extends TierContext {
+  options: FilledOptions;
+}

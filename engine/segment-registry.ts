@@ -1,0 +1,208 @@
+// The segment registry of one collection: its committed manifest, the live sealed segments in seq
+// order, and the id -> location map. The manifest commit is the only writer of the segment list:
+// a version is made durable first, and only then is the in-memory list switched, in one
+// synchronous step with whatever readers must see alongside it (ManifestChange.applied).
+
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { StratavecError } from '../format/errors.js';
+import { loadLatestManifest, writeManifest, encodeManifest, type CollectionManifest } from '../format/manifest.js';
+import type { Metric, StringTable } from '../format/segment.js';
+import { SealedSegment } from '../tiers/sealed-segment.js';
+import type { ManifestChange, SegmentCatalog } from '../tiers/segment-catalog.js';
+import type { GrowingSegment } from './growing.js';
+
+/** Where an id's live record is: a row of a growing or a sealed segment. */
+export interface Location {
+  seg: GrowingSegment | SealedSegment;
+  row: number;
+}
+
+export interface ManifestCheck {
+  collection: string;
+  version: number;
+  status: 'ok' | 'corrupt' | 'repaired';
+  detail?: string;
+}
+
+export class SegmentRegistry implements SegmentCatalog {
+  readonly name: string;
+  readonly dir: string;
+  readonly dimension: number;
+  readonly metric: Metric;
+  #manifest: CollectionManifest;
+  readonly #sealed = new Map<string, SealedSegment>(); // insertion order = seq order
+  readonly #locations = new Map<string, Location>();
+  #nextSeq: number;
+  #commitChain: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  private constructor(dir: string, manifest: CollectionManifest) {
+    this.dir = dir;
+    this.name = manifest.collection;
+    this.dimension = manifest.dimension;
+    this.metric = manifest.metric;
+    this.#manifest = manifest;
+    this.#nextSeq = manifest.nextSegmentSeq;
+    for (const meta of manifest.segments) this.#sealed.set(meta.id, new SealedSegment(meta));
+  }
+
+  static manifestDir(dir: string): string {
+    return path.join(dir, 'manifest');
+  }
+
+  /** Writes the directory of a new collection; the caller renames it into place. */
+  static async initialize(dir: string, manifest: CollectionManifest): Promise<void> {
+    await fsp.mkdir(path.join(dir, 'segments'), { recursive: true });
+    await fsp.mkdir(path.join(dir, 'wal'), { recursive: true });
+    await fsp.mkdir(SegmentRegistry.manifestDir(dir), { recursive: true });
+    await writeManifest(SegmentRegistry.manifestDir(dir), manifest);
+  }
+
+  /** The registry as the newest valid manifest on disk has it (segments not yet attached). */
+  static async load(dir: string): Promise<SegmentRegistry> {
+    const manifest = await loadLatestManifest(SegmentRegistry.manifestDir(dir));
+    if (!manifest) throw new StratavecError('ERR_MANIFEST_CORRUPT', `collection at ${path.basename(dir)} has no manifest`);
+    return new SegmentRegistry(dir, manifest);
+  }
+
+  get manifest(): Readonly<CollectionManifest> {
+    return this.#manifest;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  markClosed(): void {
+    this.#closed = true;
+  }
+
+  checkOpen(): void {
+    if (this.#closed) throw new StratavecError('ERR_DATABASE_CLOSED', `collection ${this.name} is closed`);
+  }
+
+  // ---- segments -----------------------------------------------------------------------------
+
+  has(id: string): boolean {
+    return this.#sealed.has(id);
+  }
+
+  require(id: string): SealedSegment {
+    const seg = this.#sealed.get(id);
+    if (!seg) throw new StratavecError('ERR_SEGMENT_NOT_FOUND', `segment ${id} does not exist in collection ${this.name}`);
+    return seg;
+  }
+
+  list(): SealedSegment[] {
+    return [...this.#sealed.values()];
+  }
+
+  get size(): number {
+    return this.#sealed.size;
+  }
+
+  allocateSeq(): number {
+    return this.#nextSeq++;
+  }
+
+  /**
+   * Commits the segment list as the next manifest version, with `added` appended, `replace`
+   * substituted for the entry of the same id and `removed` left out; `walSeq` defaults to the
+   * current one. Versions are written one at a time, in call order. The in-memory list and
+   * `meta` change only after the version is durable, together with `applied`.
+   */
+  commit(change: ManifestChange): Promise<void> {
+    const run = async () => {
+      change.prepare?.();
+      const segs = [...this.#sealed.values()].filter((s) => !change.removed?.has(s.id));
+      if (change.added) segs.push(...change.added);
+      const next: CollectionManifest = {
+        ...this.#manifest,
+        version: this.#manifest.version + 1,
+        nextSegmentSeq: this.#nextSeq,
+        walSeq: change.walSeq ?? this.#manifest.walSeq,
+        segments: segs.map((s) => ({ ...(change.replace?.id === s.id ? change.replace : s.meta), deleted: s.deletedRows() })),
+      };
+      await writeManifest(SegmentRegistry.manifestDir(this.dir), next);
+      this.#manifest = next;
+      if (change.replace) {
+        const seg = this.#sealed.get(change.replace.id);
+        if (seg) seg.meta = change.replace;
+      }
+      for (const id of change.removed ?? []) this.#sealed.delete(id);
+      for (const seg of change.added ?? []) this.#sealed.set(seg.id, seg);
+      change.applied?.();
+    };
+    const p = this.#commitChain.then(run, run);
+    this.#commitChain = p.catch(() => undefined);
+    return p;
+  }
+
+  /**
+   * Checks the newest manifest file on disk against the one in memory (the authority while the
+   * collection is open); with `repair`, a bad or missing file is replaced by writing the
+   * in-memory version again as the next version.
+   */
+  async verifyManifest(repair: boolean): Promise<ManifestCheck> {
+    const want = encodeManifest(this.#manifest);
+    let detail: string | undefined;
+    try {
+      const m = await loadLatestManifest(SegmentRegistry.manifestDir(this.dir));
+      if (!m) detail = 'no manifest file';
+      else if (!encodeManifest(m).equals(want)) detail = `newest file is version ${m.version}, differs from the one in use (v${this.#manifest.version})`;
+    } catch (err) {
+      if (!(err instanceof StratavecError)) throw err;
+      detail = err.message;
+    }
+    const version = this.#manifest.version;
+    if (detail === undefined) return { collection: this.name, version, status: 'ok' };
+    if (!repair) return { collection: this.name, version, status: 'corrupt', detail };
+    await this.commit({});
+    return { collection: this.name, version: this.#manifest.version, status: 'repaired', detail };
+  }
+
+  // ---- the id -> location map -----------------------------------------------------------
+
+  get count(): number {
+    return this.#locations.size;
+  }
+
+  locate(id: string): Location | undefined {
+    return this.#locations.get(id);
+  }
+
+  /** `id` now lives at (seg, row); its previous record, if any, is killed. */
+  place(id: string, seg: GrowingSegment, row: number): void {
+    this.kill(id);
+    this.#locations.set(id, { seg, row });
+  }
+
+  /** Kills the live record of `id`, if any. */
+  kill(id: string): void {
+    const loc = this.#locations.get(id);
+    if (!loc) return;
+    loc.seg.kill(loc.row);
+    this.#locations.delete(id);
+  }
+
+  relocate(id: string, from: object, fromRow: number, seg: SealedSegment, row: number): void {
+    const loc = this.#locations.get(id);
+    if (loc && loc.seg === from && loc.row === fromRow) this.#locations.set(id, { seg, row });
+  }
+
+  /**
+   * Puts a segment's live rows into the id -> location map. At open the manifest guarantees an id
+   * is live in one segment at most; a segment indexed later (revived after it was unreadable) may
+   * hold ids written again since, and those newer records win.
+   */
+  index(seg: SealedSegment, ids: StringTable): void {
+    for (let r = 0; r < seg.meta.records; r++) {
+      if (seg.tomb[r] !== 0) continue;
+      const id = ids.get(r) ?? '';
+      if (this.#locations.has(id)) seg.kill(r);
+      else this.#locations.set(id, { seg, row: r });
+    }
+    seg.indexed = true;
+  }
+}

@@ -1,0 +1,221 @@
+// The copies of one collection's segments and the verified transfers between them: the local
+// file, a cold segment's id stub, the remote object. Write-through uploads, rehydration
+// (download + decode + map), stubs cut from a verified local copy or rebuilt from the remote one,
+// and the worker-side CRC check of a local file. Every transfer is checked against the
+// manifest's CRC32s before the manifest is switched; nothing here decides when a copy moves.
+
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { StratavecError } from '../format/errors.js';
+import { encodeManifest } from '../format/manifest.js';
+import { mapReadOnly } from '../format/mapped-file.js';
+import {
+  SectionKind, StringTable, encodeSegment, writeSegmentFile, SegmentReader, HEADER_SIZE, TRAILER_SIZE, Codec,
+} from '../format/segment.js';
+import { decodeSection } from '../workers/codec.js';
+import { remoteLocation } from './leases.js';
+import type { SealedSegment } from './sealed-segment.js';
+import type { SegmentView } from './segment-view.js';
+import type { SegmentCatalog, TierContext } from './segment-catalog.js';
+
+/** The sections a cold segment's id stub holds, in file order. */
+export const STUB_KINDS: readonly number[] = [SectionKind.ids, SectionKind.idLookup];
+
+export class SegmentCopies {
+  readonly #ctx: TierContext;
+  readonly #cat: SegmentCatalog;
+  #uploads: Promise<void> = Promise.resolve();
+
+  constructor(ctx: TierContext, catalog: SegmentCatalog) {
+    this.#ctx = ctx;
+    this.#cat = catalog;
+  }
+
+  localPath(seg: SealedSegment): string {
+    return this.#ctx.warm.pathFor(this.#cat.name, seg.meta.seq);
+  }
+
+  stubPath(seg: SealedSegment): string {
+    return this.#ctx.warm.stubPathFor(this.#cat.name, seg.meta.seq);
+  }
+
+  /** Maps a warm segment's local file (structure checked, CRCs not: see CopyVerifier). */
+  map(seg: SealedSegment): SegmentView {
+    return this.#ctx.warm.mapSegment(this.#cat.name, seg.meta, this.#cat.dimension);
+  }
+
+  /**
+   * CRC-checks a local segment file (or, with `kinds`, a stub holding only those sections) in a
+   * worker, and holds its sections' raw CRC32s against the manifest's. Resolves the bytes read
+   * and, when the file is bad or missing, the ERR_SEGMENT_CORRUPT / ERR_SEGMENT_NOT_FOUND that
+   * says so; any other failure (I/O, the pool) rejects.
+   */
+  async inspect(seg: SealedSegment, file: string, kinds?: readonly number[]): Promise<{ bytes: number; fault?: StratavecError }> {
+    const want = kinds ? seg.meta.sections.filter((x) => kinds.includes(x.kind)) : seg.meta.sections;
+    try {
+      const r = await this.#ctx.pool.run('verifySegment', { path: file });
+      if (r.kinds.length !== want.length || want.some((x, i) => r.kinds[i] !== x.kind || r.rawCrcs[i] !== x.rawCrc)) {
+        return { bytes: r.bytes, fault: new StratavecError('ERR_SEGMENT_CORRUPT', `segment ${seg.id}: ${path.basename(file)}'s sections differ from the manifest`) };
+      }
+      return { bytes: r.bytes };
+    } catch (err) {
+      if (err instanceof StratavecError && (err.code === 'ERR_SEGMENT_CORRUPT' || err.code === 'ERR_SEGMENT_NOT_FOUND')) return { bytes: 0, fault: err };
+      throw err;
+    }
+  }
+
+  /**
+   * Moves a bad local file aside to quarantine/ (kept for inspection; GC collects it) and
+   * downloads a verified one from the remote copy. Throws ERR_SEGMENT_UNAVAILABLE, with `seg.error`
+   * set, when there is no remote copy or it cannot be fetched.
+   */
+  async refetchLocal(seg: SealedSegment, cause: StratavecError): Promise<void> {
+    const file = this.localPath(seg);
+    const qdir = path.join(this.#cat.dir, 'quarantine');
+    await fsp.mkdir(qdir, { recursive: true });
+    await fsp.rename(file, path.join(qdir, `${path.basename(file)}-${Date.now()}`)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    });
+    this.#ctx.tierStats.repairs++;
+    const remote = seg.meta.remote;
+    if (!remote) {
+      seg.error = cause;
+      throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `segment ${seg.id}: local copy is bad and there is no remote copy: ${cause.message}`, { cause });
+    }
+    try {
+      const down = await this.#ctx.leases.with([file], () => this.#ctx.cold.download(remote, file, seg.meta.sections.map((x) => x.rawCrc)));
+      this.#ctx.tierStats.migrated('cold->warm', down.rawBytes, down.bytes);
+    } catch (err) {
+      seg.error = err instanceof StratavecError ? err : cause;
+      throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `segment ${seg.id}: local copy is bad and the remote copy could not be fetched`, { cause: err });
+    }
+  }
+
+  // ---- remote copies ----------------------------------------------------------------------
+
+  /** Queues a write-through upload; failures are counted in stats and retried by a later demotion. */
+  scheduleUpload(seg: SealedSegment): void {
+    this.#uploads = this.#uploads.then(() => seg.exclusive(async () => {
+      if (this.#cat.closed || !this.#cat.has(seg.id) || seg.meta.remote || seg.meta.tier !== 'warm') return;
+      await this.ensureRemote(seg);
+    })).catch((err: unknown) => {
+      this.#ctx.tierStats.uploadFailures++;
+      this.#ctx.tierStats.lastRemoteError = err instanceof Error ? err.message : String(err);
+    });
+  }
+
+  /** Waits for the write-through uploads queued so far. */
+  async drainUploads(): Promise<void> {
+    await this.#uploads;
+  }
+
+  /**
+   * Makes sure a verified remote copy exists and is recorded in the manifest. `force` uploads
+   * again even when the recorded copy looks present (verify found it corrupt).
+   */
+  async ensureRemote(seg: SealedSegment, force = false): Promise<void> {
+    const { cold, tierStats } = this.#ctx;
+    const remote = seg.meta.remote;
+    if (remote && !force) {
+      const info = await cold.store.head(remote.key);
+      if (info && info.size === remote.bytes) return;
+      // The recorded copy vanished or changed size: upload again from the local copy.
+    }
+    const key = cold.segmentKey(this.#cat.name, seg.id);
+    await this.#ctx.leases.with([remoteLocation(key)], async () => {
+      const up = await cold.upload(this.localPath(seg), key, seg.meta.sections.map((x) => x.rawCrc));
+      await this.#cat.commit({ replace: { ...seg.meta, remote: { key, bytes: up.bytes, storedCrcs: up.storedCrcs, codecs: up.codecs } } });
+      tierStats.bytesTransferred += up.bytes;
+    });
+    tierStats.uploads++;
+    await this.#uploadManifest();
+  }
+
+  /** Best effort: the remote manifest is for other readers; the local one is the authority here. */
+  async #uploadManifest(): Promise<void> {
+    const m = this.#cat.manifest;
+    try {
+      await this.#ctx.cold.store.put(this.#ctx.cold.manifestKey(this.#cat.name, m.version), encodeManifest(m));
+    } catch (err) {
+      this.#ctx.tierStats.lastRemoteError = `manifest v${m.version}: ${(err as Error).message}`;
+    }
+  }
+
+  // ---- stubs --------------------------------------------------------------------------------
+
+  /** Writes the id stub of a segment about to go cold: ids and the id lookup, raw. */
+  async writeStub(seg: SealedSegment, sections: Uint8Array[]): Promise<void> {
+    const enc = encodeSegment({ dimension: this.#cat.dimension, metric: this.#cat.metric, count: seg.meta.records },
+      STUB_KINDS.map((kind, i) => ({ kind, data: sections[i]! })));
+    const want = seg.meta.sections.filter((x) => STUB_KINDS.includes(x.kind));
+    if (enc.sections.some((e, i) => e.rawCrc !== want[i]?.rawCrc)) {
+      throw new StratavecError('ERR_SEGMENT_CORRUPT', `segment ${seg.id}: the id stub's sections differ from the manifest`);
+    }
+    await writeSegmentFile(this.stubPath(seg), enc);
+  }
+
+  /**
+   * The ids of a cold segment from its local stub; a missing or corrupt stub is rebuilt from the
+   * remote copy's ids section (two ranged GETs for the table, one for the section).
+   */
+  async loadStub(seg: SealedSegment): Promise<StringTable> {
+    const file = this.stubPath(seg);
+    try {
+      const { fault } = await this.inspect(seg, file, STUB_KINDS); // CRCs checked in a worker
+      if (!fault) return StringTable.open(SegmentReader.open(mapReadOnly(file, { minSize: HEADER_SIZE + TRAILER_SIZE })).raw(SectionKind.ids), seg.meta.records);
+    } catch (err) {
+      if (!(err instanceof StratavecError)) throw err;
+    }
+    const remote = seg.meta.remote;
+    if (!remote) throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `cold segment ${seg.id} has no remote copy recorded`);
+    const table = await this.#ctx.cold.readTable(remote.key, remote.bytes);
+    const raw = async (kind: number) => {
+      const e = table.find((x) => x.kind === kind);
+      if (!e) throw new StratavecError('ERR_SEGMENT_CORRUPT', `remote copy ${remote.key} has no section ${kind}`);
+      const stored = await this.#ctx.cold.readSection(remote.key, e);
+      return Buffer.from(e.codec === Codec.none ? stored : decodeSection(stored, e.codec, e.rawLength));
+    };
+    const sections: Buffer[] = [];
+    for (const kind of STUB_KINDS) sections.push(await raw(kind));
+    await this.writeStub(seg, sections); // checked against the manifest before it is written
+    return StringTable.open(sections[0]!, seg.meta.records);
+  }
+
+  // ---- rehydration ------------------------------------------------------------------------
+
+  /** Shares one rehydration among every reader that needs the segment. */
+  rehydrateShared(seg: SealedSegment): Promise<void> {
+    if (seg.view) return Promise.resolve();
+    if (seg.error) return Promise.reject(new StratavecError('ERR_SEGMENT_UNAVAILABLE', `segment ${seg.id} has no readable copy`, { cause: seg.error }));
+    seg.rehydrating ??= seg.exclusive(async () => {
+      if (!seg.view) await this.rehydrate(seg);
+    }).finally(() => {
+      seg.rehydrating = undefined;
+    });
+    return seg.rehydrating;
+  }
+
+  /** Cold -> warm: download, verify, decode into the local file, commit, map. Caller holds seg.exclusive. */
+  async rehydrate(seg: SealedSegment): Promise<void> {
+    const remote = seg.meta.remote;
+    if (!remote) throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `cold segment ${seg.id} has no remote copy recorded`);
+    const dest = this.localPath(seg);
+    const down = await this.#ctx.leases.with([dest], async () => {
+      const d = await this.#ctx.cold.download(remote, dest, seg.meta.sections.map((x) => x.rawCrc));
+      const local = { bytes: d.rawBytes, storedCrcs: d.sections.map((x) => x.storedCrc), codecs: d.sections.map((x) => x.codec) };
+      try {
+        await this.#cat.commit({ replace: { ...seg.meta, tier: 'warm', local } });
+      } catch (err) {
+        await this.#ctx.warm.remove(dest);
+        throw err;
+      }
+      return d;
+    });
+    seg.view = this.map(seg);
+    seg.verified = true; // decodeColdCopy checked every stored and raw CRC32
+    seg.coldIds = undefined;
+    await fsp.rm(this.stubPath(seg), { force: true });
+    this.#ctx.tierStats.rehydrated(down.ms);
+    this.#ctx.tierStats.migrated('cold->warm', down.rawBytes, down.bytes);
+  }
+}
