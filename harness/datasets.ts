@@ -1,12 +1,12 @@
-// Test and benchmark data: the TEXMEX fvecs/ivecs readers, the siftsmall locator, seeded synthetic
+// Test and benchmark data (the harness room, shared by test/ and native-bench/): the TEXMEX fvecs/ivecs readers, the siftsmall locator, seeded synthetic
 // sets, exact ground truth and recall. Shared by several suites and benchmarks, so it must stay
 // deterministic (every random draw comes from a seed) and must never touch the engine's state.
 
 import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { flatSearch } from '../../index/flat.js';
-import type { Metric } from '../../index/distance.js';
+import { flatSearch } from '../index/flat.js';
+import type { Metric } from '../index/distance.js';
 
 export interface VecFile<T extends Float32Array | Int32Array> {
   dim: number;
@@ -53,7 +53,7 @@ export function readIvecs(file: string): VecFile<Int32Array> {
 
 /** The repository root: the nearest ancestor of this file whose package.json names stratavec. */
 export function repoRoot(): string {
-  // Works from test/helpers/ (tsx) and from dist/test/helpers/ (compiled) alike.
+  // Works from harness/ and from dist/harness/ (compiled) alike.
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (;;) {
     const pkg = path.join(dir, 'package.json');

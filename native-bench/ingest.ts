@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import hnswlib from 'hnswlib-node';
 import { Database, type UpsertRecord } from '../engine/index.js';
-import { clusteredDataset } from '../test/helpers/datasets.js';
+import { clusteredDataset } from '../harness/datasets.js';
 import {
   median, percentile, progress, tempDir, removeDir, num, ms, ratio, round,
   type BenchOptions, type BenchReport, type Table,

@@ -5,7 +5,7 @@
 
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { repoRoot } from '../test/helpers/datasets.js';
+import { repoRoot } from '../harness/datasets.js';
 import { formatTable, machineInfo, progress, writeResult, type BenchOptions, type BenchReport } from './report.js';
 import { runSearch } from './search.js';
 import { runIngest } from './ingest.js';

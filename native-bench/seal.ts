@@ -4,7 +4,7 @@
 // into segments of that size: fewer, larger segments are searched faster). Public API only.
 
 import { Database } from '../engine/index.js';
-import { recallAtK } from '../test/helpers/datasets.js';
+import { recallAtK } from '../harness/datasets.js';
 import {
   median, progress, tempDir, removeDir, num, ms, ratio, pct, round,
   type BenchOptions, type BenchReport, type Table,

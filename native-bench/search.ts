@@ -5,7 +5,7 @@
 
 import hnswlib from 'hnswlib-node';
 import { Database, type Collection, type DatabaseOptions } from '../engine/index.js';
-import { clusteredDataset, exactKnn, loadSiftsmall, recallAtK } from '../test/helpers/datasets.js';
+import { clusteredDataset, exactKnn, loadSiftsmall, recallAtK } from '../harness/datasets.js';
 import {
   median, percentile, progress, tempDir, removeDir, num, ms, ratio, round,
   type BenchOptions, type BenchReport, type Table,

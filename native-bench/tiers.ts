@@ -3,7 +3,7 @@
 // migration throughput >= 0.7x (raw PutObject / GetObject of the same logical bytes). Plus, per
 // segment size, a warm exact scan against hot HNSW and the promotion between them, the evidence
 // behind the `warmScanMaxRecords` default. Public API, the S3 SDK, hnswlib-node, node:fs and
-// test/helpers only; engine and raw measurements are interleaved so both see the same noise.
+// harness/ only; engine and raw measurements are interleaved so both see the same noise.
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
@@ -12,8 +12,8 @@ import {
   DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client,
 } from '@aws-sdk/client-s3';
 import { Database, type Collection, type DatabaseOptions, type S3ObjectStoreOptions, type SegmentInfo } from '../engine/index.js';
-import { clusteredDataset } from '../test/helpers/datasets.js';
-import { startS3rver, S3RVER_CREDENTIALS, type S3rverHandle } from '../test/helpers/s3rver.js';
+import { clusteredDataset } from '../harness/datasets.js';
+import { startS3rver, S3RVER_CREDENTIALS, type S3rverHandle } from '../harness/s3rver.js';
 import {
   median, percentile, progress, tempDir, removeDir, num, ms, ratio, pct, round,
   type BenchOptions, type BenchReport, type Table,
@@ -740,7 +740,7 @@ function report(opts: BenchOptions, params: TiersParams, res: Results): BenchRep
       'raw: GetObjectCommand of the engine\'s compressed object into memory (same s3rver, same SDK settings), then new HierarchicalNSW().readIndex(file) of the segment\'s own hnswlib bytes written to a file beforehand',
       'engine/raw: median of per-run ratios; each run does the engine first search, the raw pair and the engine step-by-step cycle back to back, in rotating order',
       'by CPU time: the same ratio from this process\'s CPU time (all threads; s3rver runs in this process, so its work counts on both sides)',
-      's3rver runs in this process on 127.0.0.1 (test/helpers/s3rver.ts): no network latency, so fixed per-request and local costs weigh more than on real S3',
+      's3rver runs in this process on 127.0.0.1 (harness/s3rver.ts): no network latency, so fixed per-request and local costs weigh more than on real S3',
     ],
   });
   tables.push({

@@ -30,14 +30,12 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { setImmediate as yieldToLoop, setTimeout as sleep } from 'node:timers/promises';
 import { Database, type Collection } from '../engine/index.js';
-import { WorkerPool } from '../workers/pool.js';
-import { DEFAULT_WORKER_NICE } from '../workers/thread-priority.js';
 import {
+  WorkerPool, DEFAULT_WORKER_NICE, Codec, encodeStringTable,
   shannonEntropy, planeEntropy, defaultEntropySample, chooseCodec, encodeSection, decodeSection, deflateImplFor, levelFor,
   LARGE_SECTION_BYTES, SHUFFLE_ELEMENT_SIZE, type DeflateImpl, type DeflateLevel,
-} from '../workers/codec.js';
-import { Codec, encodeStringTable } from '../format/segment.js';
-import { clusteredDataset, mulberry32, readFvecs, siftsmallSearchPath } from '../test/helpers/datasets.js';
+} from '../engine/parts.js';
+import { clusteredDataset, mulberry32, readFvecs, siftsmallSearchPath } from '../harness/datasets.js';
 import {
   median, percentile, progress, tempDir, removeDir, num, ms, ratio, pct,
   type BenchOptions, type BenchReport, type Table,

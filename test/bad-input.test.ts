@@ -9,7 +9,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Database, type DatabaseOptions, StratavecError, type Collection } from '../engine/index.js';
-import { repoRoot } from './helpers/datasets.js';
+import { repoRoot } from '../harness/datasets.js';
 import { track, hasCode, isTypeError, withTmpDir } from './helpers/tmp.js';
 
 const openDb = (dir: string, options?: DatabaseOptions): Promise<Database> => Database.open(dir, options).then(track);

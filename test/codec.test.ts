@@ -13,7 +13,7 @@ import {
   byteShuffle, byteUnshuffle, chooseCodec, decodeSection, deflateImplFor, deflateRaw, encodeSection,
   inflateRaw, levelForEntropy, planeEntropy, LARGE_SECTION_BYTES, shannonEntropy, HIGH_ENTROPY, type DeflateImpl,
 } from '../workers/codec.js';
-import { clusteredDataset, gaussian, mulberry32 } from './helpers/datasets.js';
+import { clusteredDataset, gaussian, mulberry32 } from '../harness/datasets.js';
 import { hasCode } from './helpers/tmp.js';
 
 const IMPLS: readonly DeflateImpl[] = ['fflate', 'zlib'];

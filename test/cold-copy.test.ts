@@ -12,7 +12,7 @@ import { Codec, encodeSegment, SectionKind, SegmentReader, writeSegmentFile, typ
 import { seal } from '../workers/seal.js';
 import { encodeColdCopy, decodeColdCopy } from '../workers/cold-copy.js';
 import { byteShuffle, deflateRaw, type DeflateImpl } from '../workers/codec.js';
-import { clusteredDataset } from './helpers/datasets.js';
+import { clusteredDataset } from '../harness/datasets.js';
 import { flipByte, hasCode, withTmpDir } from './helpers/tmp.js';
 
 const DIM = 32;

@@ -7,7 +7,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { Database, type DatabaseOptions, type Collection } from '../engine/index.js';
 import { planCompaction, type CompactionCandidate } from '../gc/compaction.js';
-import { mulberry32 } from './helpers/datasets.js';
+import { mulberry32 } from '../harness/datasets.js';
 import { track, withTmpDir } from './helpers/tmp.js';
 
 const DIM = 12;

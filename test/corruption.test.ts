@@ -12,7 +12,7 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { Database, StratavecError, type Collection, type DatabaseOptions, type SearchOptions, type StoredRecord } from '../engine/index.js';
 import { SegmentReader, SectionKind } from '../format/segment.js';
-import { mulberry32 } from './helpers/datasets.js';
+import { mulberry32 } from '../harness/datasets.js';
 import { collectionFiles, flipByte, hasCode, hashTree, track, withTmpDir } from './helpers/tmp.js';
 
 const openDb = (dir: string, options?: DatabaseOptions): Promise<Database> => Database.open(dir, options).then(track);

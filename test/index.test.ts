@@ -20,7 +20,7 @@ import {
   recallAtK,
   siftsmallSearchPath,
   uniformDataset,
-} from './helpers/datasets.js';
+} from '../harness/datasets.js';
 
 const tmpRoot = await fsp.mkdtemp(path.join(os.tmpdir(), 'stratavec-index-'));
 after(() => fsp.rm(tmpRoot, { recursive: true, force: true }));

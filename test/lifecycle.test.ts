@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Database, type Collection, type DatabaseOptions, type SearchHit } from '../engine/index.js';
-import { clusteredDataset } from './helpers/datasets.js';
+import { clusteredDataset } from '../harness/datasets.js';
 import { hasCode, track, waitFor, withTmpDir } from './helpers/tmp.js';
 
 const openDb = (dir: string, options?: DatabaseOptions): Promise<Database> => Database.open(dir, options).then(track);

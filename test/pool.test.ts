@@ -15,7 +15,7 @@ import { TEMP_PREFIX } from '../format/fsutil.js';
 import { seal } from '../workers/seal.js';
 import type { SealTask } from '../workers/seal.js';
 import { WorkerPool } from '../workers/pool.js';
-import { uniformDataset } from './helpers/datasets.js';
+import { uniformDataset } from '../harness/datasets.js';
 import { hasCode, isTypeError, withTmpDir } from './helpers/tmp.js';
 
 const FAULTY = fileURLToPath(new URL('./helpers/faulty-tasks.js', import.meta.url));

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Database, type Collection, type DatabaseOptions } from '../engine/index.js';
-import { clusteredDataset, exactKnn, loadSiftsmall, recallAtK, siftsmallSearchPath } from './helpers/datasets.js';
+import { clusteredDataset, exactKnn, loadSiftsmall, recallAtK, siftsmallSearchPath } from '../harness/datasets.js';
 import { track, waitFor, withTmpDir } from './helpers/tmp.js';
 
 const openDb = (dir: string, options?: DatabaseOptions): Promise<Database> => Database.open(dir, options).then(track);

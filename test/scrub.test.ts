@@ -46,8 +46,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { Database, StratavecError, type Collection, type DatabaseOptions, type SearchHit } from '../engine/index.js';
-import { clusteredDataset, mulberry32 } from './helpers/datasets.js';
-import { startS3rver, S3RVER_CREDENTIALS, type S3rverHandle } from './helpers/s3rver.js';
+import { clusteredDataset, mulberry32 } from '../harness/datasets.js';
+import { startS3rver, S3RVER_CREDENTIALS, type S3rverHandle } from '../harness/s3rver.js';
 import { flipByte } from './helpers/tmp.js';
 
 const SEED = Number(process.env['STRATAVEC_SCRUB_SEED'] ?? 0x5c2b) >>> 0;

@@ -25,7 +25,7 @@ import {
   writeSegmentFile,
   type SectionInput,
 } from '../format/segment.js';
-import { mulberry32 } from './helpers/datasets.js';
+import { mulberry32 } from '../harness/datasets.js';
 import { withTmpDir } from './helpers/tmp.js';
 
 const withTmp = (fn: (dir: string) => Promise<void>) => withTmpDir('stratavec-seg-', fn);

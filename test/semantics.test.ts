@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Database, type DatabaseOptions, type Collection, type Payload, type SearchHit, type SearchOptions } from '../engine/index.js';
-import { mulberry32 } from './helpers/datasets.js';
+import { mulberry32 } from '../harness/datasets.js';
 import { track, hasCode, waitFor, withTmpDir } from './helpers/tmp.js';
 
 const openDb = (dir: string, options?: DatabaseOptions): Promise<Database> => Database.open(dir, options).then(track);

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Database } from '../engine/index.js';
-import { clusteredDataset } from './helpers/datasets.js';
+import { clusteredDataset } from '../harness/datasets.js';
 import { withTmpDir } from './helpers/tmp.js';
 
 const DIM = 16;

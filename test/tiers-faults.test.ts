@@ -26,8 +26,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { Database, StratavecError, type Collection, type DatabaseOptions, type ErrorCode } from '../engine/index.js';
 import { TEMP_PREFIX } from '../format/fsutil.js';
-import { clusteredDataset } from './helpers/datasets.js';
-import { startFaultProxy, startS3rver, S3RVER_CREDENTIALS } from './helpers/s3rver.js';
+import { clusteredDataset } from '../harness/datasets.js';
+import { startFaultProxy, startS3rver, S3RVER_CREDENTIALS } from '../harness/s3rver.js';
 import { track, withTmpDir } from './helpers/tmp.js';
 
 const DIM = 16;

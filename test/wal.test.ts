@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { StratavecError } from '../format/errors.js';
 import { crc32 } from '../format/crc32.js';
 import { decodeWalBody, encodeWalFrame, readWal, WalWriter, type WalOp } from '../format/wal.js';
-import { mulberry32 } from './helpers/datasets.js';
+import { mulberry32 } from '../harness/datasets.js';
 import { withTmpDir } from './helpers/tmp.js';
 
 const DIM = 4;

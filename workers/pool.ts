@@ -89,11 +89,11 @@ const BOOT_ALLOWANCE_MS = 10_000;
  * module (dist/common.js READY; not public API). Only used to start task clocks late; were it ever
  * to change, clocks would start after BOOT_ALLOWANCE_MS instead.
  */
-const PISCINA_READY = '_WORKER_READY';
+export const PISCINA_READY = '_WORKER_READY';
 /** setTimeout's ceiling; a larger timeout would fire at once. */
 const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 /** The error piscina 5 (dist/index.js, onWorkerExit) rejects a task with when its thread exits. */
-const PISCINA_EXIT = /^worker exited with code: (-?\d+)$/;
+export const PISCINA_EXIT = /^worker exited with code: (-?\d+)$/;
 
 type TaskModule = Record<string, unknown>;
 

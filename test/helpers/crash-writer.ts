@@ -16,7 +16,7 @@ import { writeSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Database } from '../../engine/index.js';
 import type { Collection, Payload } from '../../engine/index.js';
-import { mulberry32 } from './datasets.js';
+import { mulberry32 } from '../../harness/datasets.js';
 
 export { mulberry32 };
 

@@ -4,7 +4,7 @@
 
 import * as path from 'node:path';
 import { WorkerPool } from '../../workers/pool.js';
-import { uniformDataset } from './datasets.js';
+import { uniformDataset } from '../../harness/datasets.js';
 
 const [dir, delay] = process.argv.slice(2);
 if (dir === undefined || delay === undefined) throw new Error('usage: exit-mid-seal <dir> <delayMs>');

@@ -1,0 +1,12 @@
+// The engine's building blocks, exported for programs that measure or exercise them on their own
+// (the worker-pool and codec benchmarks in native-bench/, operator tooling): the piscina-backed
+// pool, the section codecs and their entropy rules, the string-table section encoder. Package
+// export `stratavec/parts`. Not the database API: these may change between minor versions.
+
+export { WorkerPool, type WorkerPoolOptions, type WorkerPoolStats } from '../workers/pool.js';
+export { DEFAULT_WORKER_NICE } from '../workers/thread-priority.js';
+export {
+  shannonEntropy, planeEntropy, defaultEntropySample, chooseCodec, encodeSection, decodeSection, deflateImplFor, levelFor,
+  LARGE_SECTION_BYTES, SHUFFLE_ELEMENT_SIZE, type DeflateImpl, type DeflateLevel,
+} from '../workers/codec.js';
+export { Codec, encodeStringTable } from '../format/segment.js';
