@@ -17,6 +17,8 @@ export interface S3TestServer {
   restart(): Promise<void>;
   /** Ends this test's use of the server (s3rver: stops it and removes its directory). */
   destroy(): Promise<void>;
+  /** Multipart uploads the server holds in this bucket, read behind the store's back. */
+  pendingUploads(): Promise<Array<{ uploadId: string; key: string }>>;
 }
 
 export interface S3ServerKind {
@@ -49,7 +51,10 @@ export function s3ServerKinds(): S3ServerKind[] {
       checksSignatures: false,
       start: async () => {
         const s = await startS3rver();
-        return { endpoint: s.endpoint, bucket: s.bucket, credentials: { ...S3RVER_CREDENTIALS }, stop: s.stop, restart: s.restart, destroy: s.destroy };
+        return {
+          endpoint: s.endpoint, bucket: s.bucket, credentials: { ...S3RVER_CREDENTIALS },
+          stop: s.stop, restart: s.restart, destroy: s.destroy, pendingUploads: s.pendingUploads,
+        };
       },
     },
     {
@@ -66,6 +71,7 @@ export function s3ServerKinds(): S3ServerKind[] {
           stop: () => c.stopGateway(),
           restart: () => c.startGateway(),
           destroy: () => c.startGateway(),
+          pendingUploads: () => b.pendingUploads(),
         };
       },
     },
