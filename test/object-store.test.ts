@@ -1,5 +1,7 @@
 // The cold tier's object stores: one conformance suite run against every implementation (the fs
-// store on a temp directory, the S3 store on a real local s3rver), then the failure modes each has
+// store on a temp directory, the S3 store on a real local s3rver and on a throwaway Ceph RGW, which
+// also runs the S3 protocol cases s3rver gets wrong; skipped, saying why, where Ceph is absent),
+// then the failure modes each has
 // of its own: a dead or faulty S3 endpoint (through a fault-injecting proxy), a missing bucket,
 // rejected credentials that must never leak, and for the fs store a missing, read-only or full root.
 
