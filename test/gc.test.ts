@@ -22,7 +22,11 @@ import type { ObjectStore } from '../tiers/object-store.js';
 import { openObjectStore } from '../tiers/open-object-store.js';
 import { mulberry32 } from '../harness/datasets.js';
 import { startS3rver, S3RVER_CREDENTIALS } from '../harness/s3rver.js';
+import { s3ServerKinds } from '../harness/s3-servers.js';
 import { flipByte, hashTree, track, waitFor, withTmpDir } from './helpers/tmp.js';
+
+/** The S3 GC case runs on s3rver and on Ceph RGW (one cluster for this file). */
+const KINDS = s3ServerKinds();
 
 const DIM = 8;
 /** The grace period: injected-clock ms for marks, and the wall-clock age a temp file needs. */
@@ -52,8 +56,8 @@ function openDb(dir: string, clock: FakeClock, o: DatabaseOptions = {}): Promise
   }).then(track);
 }
 
-function s3Settings(endpoint: string, bucket: string, prefix: string): DatabaseOptions['objectStore'] {
-  return { url: `s3://${bucket}/${prefix}`, endpoint, forcePathStyle: true, credentials: { ...S3RVER_CREDENTIALS } };
+function s3Settings(endpoint: string, bucket: string, prefix: string, credentials: { accessKeyId: string; secretAccessKey: string } = S3RVER_CREDENTIALS): DatabaseOptions['objectStore'] {
+  return { url: `s3://${bucket}/${prefix}`, endpoint, forcePathStyle: true, credentials: { ...credentials } };
 }
 
 /** A second handle on the database's default object store (`<dir>/objects`), to plant and look. */
@@ -337,14 +341,14 @@ describe('GC finds, keeps and deletes orphans', () => {
     });
   });
 
-  test('on S3 (s3rver): orphan objects, old manifests, a dropped prefix and an incomplete multipart upload; a new ETag restarts the grace period', async () => {
-    const server = await startS3rver();
-    const client = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { ...S3RVER_CREDENTIALS } });
-    const store = await openObjectStore({ url: `s3://${server.bucket}/gcs3`, endpoint: server.endpoint, forcePathStyle: true, credentials: { ...S3RVER_CREDENTIALS } });
+  for (const kind of KINDS) test(`on S3 (${kind.label}): orphan objects, old manifests, a dropped prefix and an incomplete multipart upload; a new ETag restarts the grace period`, { skip: kind.skip }, async () => {
+    const server = await kind.start();
+    const client = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { ...server.credentials } });
+    const store = await openObjectStore({ url: `s3://${server.bucket}/gcs3`, endpoint: server.endpoint, forcePathStyle: true, credentials: { ...server.credentials } });
     try {
       await withTmpDir('gc-s3', async (dir) => {
         const clock = fakeClock();
-        const db = await openDb(dir, clock, { objectStore: s3Settings(server.endpoint, server.bucket, 'gcs3') });
+        const db = await openDb(dir, clock, { objectStore: s3Settings(server.endpoint, server.bucket, 'gcs3', server.credentials) });
         const col = await db.createCollection('docs', { dimension: DIM });
         const recs = await fill(col, 0, 4, 40);
         await db.flushUploads();

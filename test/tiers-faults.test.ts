@@ -1,8 +1,8 @@
 // Faults on the way to and from the cold tier. Each gives a coded error, the segment stays where it
 // was, and nothing stored is lost: once the fault is gone the same searches give the same answers.
 //
-//  - s3rver stopped in the middle of a warm -> cold move (after the PUT, before the checks)
-//  - a cold segment while s3rver is down (search, get, and a search over hot + warm only)
+//  - the S3 server stopped in the middle of a warm -> cold move (after the PUT, before the checks)
+//  - a cold segment while the S3 server is down (search, get, and a search over hot + warm only)
 //  - the bucket removed
 //  - the remote copy overwritten with garbage, truncated, one byte flipped, or deleted
 //    (on S3 and on the file store)
@@ -11,7 +11,8 @@
 //    with a message, where it cannot be mounted)
 //  - 503 SlowDown a few times, then success thanks to retries; and past the retries, a clean failure
 //
-// Real s3rver on loopback, real files and mmap. No timing asserts.
+// Real S3 servers on loopback (s3rver; Ceph RGW, which checks signatures), real files and mmap.
+// No timing asserts.
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,6 +29,7 @@ import { Database, StratavecError, type Collection, type DatabaseOptions, type E
 import { TEMP_PREFIX } from '../format/fsutil.js';
 import { clusteredDataset } from '../harness/datasets.js';
 import { startFaultProxy, startS3rver, S3RVER_CREDENTIALS } from '../harness/s3rver.js';
+import { s3ServerKinds, type S3TestServer } from '../harness/s3-servers.js';
 import { track, withTmpDir } from './helpers/tmp.js';
 
 const DIM = 16;
@@ -44,13 +46,19 @@ type Hit = { id: string; distance: number };
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-function s3Client(endpoint: string): S3Client {
-  return new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { ...S3RVER_CREDENTIALS } });
+type Server = Pick<S3TestServer, 'bucket' | 'credentials'> & { endpoint: string };
+
+function s3Client(server: Server): S3Client {
+  return new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { ...server.credentials } });
 }
 
-function s3Options(endpoint: string, bucket: string, prefix: string): DatabaseOptions['objectStore'] {
-  return { url: `s3://${bucket}/${prefix}`, endpoint, forcePathStyle: true, credentials: { ...S3RVER_CREDENTIALS } };
+/** Options for `server`'s bucket under `prefix`, reached at `endpoint` (a proxy, or the server). */
+function s3Options(endpoint: string, server: Server, prefix: string): DatabaseOptions['objectStore'] {
+  return { url: `s3://${server.bucket}/${prefix}`, endpoint, forcePathStyle: true, credentials: { ...server.credentials } };
 }
+
+/** The S3 cases below run on s3rver and on Ceph RGW (one cluster for this file). */
+const KINDS = s3ServerKinds();
 
 interface Fixture {
   db: Database;
@@ -160,12 +168,12 @@ function assertSegment2Only(got: Hit[][], what: string): void {
 
 // ---------------------------------------------------------------------------------------------
 
-test('s3rver stopped in the middle of warm -> cold: ERR_TIER_UNAVAILABLE, still warm and searchable; after restart the move succeeds', { timeout: 120_000 }, async () => {
-  const server = await startS3rver();
+for (const kind of KINDS) test(`[${kind.label}] the server stopped in the middle of warm -> cold: ERR_TIER_UNAVAILABLE, still warm and searchable; after restart the move succeeds`, { timeout: 120_000, skip: kind.skip }, async () => {
+  const server = await kind.start();
   const proxy = await startFaultProxy(server.endpoint);
   try {
     await withTmpDir('faults-stop-move', async (dir) => {
-      const f = await fixture(dir, { objectStore: s3Options(proxy.endpoint, server.bucket, 'stop'), uploadOnSeal: false });
+      const f = await fixture(dir, { objectStore: s3Options(proxy.endpoint, server, 'stop'), uploadOnSeal: false });
       const [id] = f.segs;
       const local = sha256(await fsp.readFile(segFile(f, seqOf(id))));
       // Let the upload's PUT through, then take the server down at the next request (the check).
@@ -200,7 +208,7 @@ test('s3rver stopped in the middle of warm -> cold: ERR_TIER_UNAVAILABLE, still 
       assert.equal(res.to, 'cold');
       assert.equal(tierOf(f, id), 'cold');
       assert.equal(existsSync(segFile(f, seqOf(id))), false);
-      const client = s3Client(server.endpoint);
+      const client = s3Client(server);
       try {
         const head = await client.send(new HeadObjectCommand({ Bucket: server.bucket, Key: `stop/${COL}/segments/${id}` }));
         assert.equal(head.ContentLength, f.col.segments()[0]!.remoteBytes);
@@ -217,11 +225,11 @@ test('s3rver stopped in the middle of warm -> cold: ERR_TIER_UNAVAILABLE, still 
   }
 });
 
-test('a cold segment while s3rver is down: search and get give ERR_TIER_UNAVAILABLE, hot+warm search works; after restart the same answers', { timeout: 120_000 }, async () => {
-  const server = await startS3rver();
+for (const kind of KINDS) test(`[${kind.label}] a cold segment while the server is down: search and get give ERR_TIER_UNAVAILABLE, hot+warm search works; after restart the same answers`, { timeout: 120_000, skip: kind.skip }, async () => {
+  const server = await kind.start();
   try {
     await withTmpDir('faults-down', async (dir) => {
-      const f = await fixture(dir, { objectStore: s3Options(server.endpoint, server.bucket, 'down') });
+      const f = await fixture(dir, { objectStore: s3Options(server.endpoint, server, 'down') });
       const [id] = f.segs;
       await f.db.migrate(id, 'cold');
       await server.stop();
@@ -246,12 +254,12 @@ test('a cold segment while s3rver is down: search and get give ERR_TIER_UNAVAILA
   }
 });
 
-test('the bucket removed: rehydration gives a coded error and the segment stays cold; the warm one still answers', { timeout: 120_000 }, async () => {
-  const server = await startS3rver();
-  const client = s3Client(server.endpoint);
+for (const kind of KINDS) test(`[${kind.label}] the bucket removed: rehydration gives a coded error and the segment stays cold; the warm one still answers`, { timeout: 120_000, skip: kind.skip }, async () => {
+  const server = await kind.start();
+  const client = s3Client(server);
   try {
     await withTmpDir('faults-bucket', async (dir) => {
-      const f = await fixture(dir, { objectStore: s3Options(server.endpoint, server.bucket, 'gone') });
+      const f = await fixture(dir, { objectStore: s3Options(server.endpoint, server, 'gone') });
       const [id] = f.segs;
       await f.db.migrate(id, 'cold');
       const listed = await client.send(new ListObjectsV2Command({ Bucket: server.bucket }));
@@ -317,13 +325,13 @@ async function damagedRemoteCopies(f: Fixture, hands: RemoteHands): Promise<void
   assert.equal(f.col.count(), COUNT);
 }
 
-test('S3: remote copy garbage / truncated / flipped -> ERR_SEGMENT_CORRUPT, deleted -> ERR_OBJECT_NOT_FOUND; stays cold, no wrong answers', { timeout: 180_000 }, async () => {
-  const server = await startS3rver();
-  const client = s3Client(server.endpoint);
+for (const kind of KINDS) test(`[${kind.label}] S3: remote copy garbage / truncated / flipped -> ERR_SEGMENT_CORRUPT, deleted -> ERR_OBJECT_NOT_FOUND; stays cold, no wrong answers`, { timeout: 180_000, skip: kind.skip }, async () => {
+  const server = await kind.start();
+  const client = s3Client(server);
   const key = (id: string) => `bad/${COL}/segments/${id}`;
   try {
     await withTmpDir('faults-corrupt-s3', async (dir) => {
-      const f = await fixture(dir, { objectStore: s3Options(server.endpoint, server.bucket, 'bad') });
+      const f = await fixture(dir, { objectStore: s3Options(server.endpoint, server, 'bad') });
       await damagedRemoteCopies(f, {
         read: async (id) => {
           const out = await client.send(new GetObjectCommand({ Bucket: server.bucket, Key: key(id) }));
@@ -356,14 +364,14 @@ test('file store: remote copy garbage / truncated / flipped -> ERR_SEGMENT_CORRU
     await f.db.close();
   }));
 
-test('wrong credentials: a coded error, and the secret never appears in errors, inspect output, stats or any file', { timeout: 120_000 }, async () => {
-  const server = await startS3rver();
+for (const kind of KINDS) test(`[${kind.label}] wrong credentials: a coded error, and the secret never appears in errors, inspect output, stats or any file`, { timeout: 120_000, skip: kind.skip }, async () => {
+  const server = await kind.start();
   const secret = `wrong-secret-${randomBytes(12).toString('hex')}`;
   const keyId = `AKIAWRONG${randomBytes(6).toString('hex').toUpperCase()}`;
   const token = `session-token-${randomBytes(12).toString('hex')}`;
   try {
     await withTmpDir('faults-creds', async (dir) => {
-      const f = await fixture(dir, { objectStore: s3Options(server.endpoint, server.bucket, 'creds') });
+      const f = await fixture(dir, { objectStore: s3Options(server.endpoint, server, 'creds') });
       const [coldId, warmId] = f.segs;
       await f.db.migrate(coldId, 'cold');
       await f.db.close();
@@ -372,10 +380,12 @@ test('wrong credentials: a coded error, and the secret never appears in errors, 
       const stats: string[] = [];
       // s3rver does not check the signature (a wrong secret with its own key id is accepted), so
       // the rejected credentials are an unknown key id (InvalidAccessKeyId, 403) with a secret;
-      // both strings must stay out of everything. Twice, to check a second open as well.
+      // both strings must stay out of everything. Twice, to check a second open as well. A server
+      // that checks SigV4 also gets the real key id with a wrong secret (SignatureDoesNotMatch).
       for (const credentials of [
         { accessKeyId: keyId, secretAccessKey: secret },
         { accessKeyId: keyId, secretAccessKey: secret, sessionToken: token },
+        ...(kind.checksSignatures ? [{ accessKeyId: server.credentials.accessKeyId, secretAccessKey: secret }] : []),
       ]) {
         const db = track(await Database.open(dir, {
           ...f.options,
@@ -571,13 +581,13 @@ async function rejectsDiskFull(p: Promise<unknown>, what: string): Promise<void>
 }
 
 test('503 SlowDown a few times, then success: the move to cold succeeds by retrying; past the retry limit, ERR_TIER_UNAVAILABLE and the segment stays warm', { timeout: 120_000 }, async () => {
-  const server = await startS3rver();
+  const server = { ...(await startS3rver()), credentials: { ...S3RVER_CREDENTIALS } };
   const proxy = await startFaultProxy(server.endpoint);
   try {
     await withTmpDir('faults-slowdown', async (dir) => {
       const RETRIES = 3;
       const f = await fixture(dir, {
-        objectStore: s3Options(proxy.endpoint, server.bucket, 'slow'), uploadOnSeal: false, objectStoreTuning: { retries: RETRIES, retryBaseMs: 1 },
+        objectStore: s3Options(proxy.endpoint, server, 'slow'), uploadOnSeal: false, objectStoreTuning: { retries: RETRIES, retryBaseMs: 1 },
       });
       const [a, b] = f.segs;
       const slowDown = { status: 503, code: 'SlowDown', message: 'Please reduce your request rate.' };

@@ -15,6 +15,7 @@ export interface ObjectInfo {
   size: number;
   /** ms since the epoch, from the store (file mtime, S3 LastModified). */
   lastModified: number;
+  /** S3 only: the ETag without the double quotes S3 wraps it in (the same from head and list). */
   etag?: string;
 }
 

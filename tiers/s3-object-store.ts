@@ -29,6 +29,8 @@ import {
 
 const BUCKET_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$/;
 const MAX_BACKOFF_MS = 5000;
+/** S3's limit on a whole object key (prefix included), in UTF-8 bytes. */
+const MAX_BUCKET_KEY_BYTES = 1024;
 
 const RETRY_NAMES = new Set([
   'SlowDown', 'ServiceUnavailable', 'InternalError', 'RequestTimeout', 'RequestTimeoutException',
@@ -116,7 +118,17 @@ function parseS3Url(url: string): { bucket: string; prefix: string } {
       throw new StratavecError('ERR_INVALID_ARGUMENT', `prefix of ${quoteKey(`s3://${bucket}/${prefix}`)} is not a valid key prefix`, { cause: err });
     }
   }
+  if (Buffer.byteLength(prefix) > MAX_BUCKET_KEY_BYTES - 2) {
+    throw new StratavecError('ERR_INVALID_ARGUMENT', `prefix of ${quoteKey(`s3://${bucket}/${prefix}`)} leaves no room for keys within S3's ${MAX_BUCKET_KEY_BYTES}-byte limit`);
+  }
   return { bucket, prefix };
+}
+
+/** S3 sends ETags in double quotes (a strong HTTP entity tag); stores report the bare value. */
+function bareEtag(etag: string | undefined): { etag: string } | Record<string, never> {
+  if (!etag) return {};
+  const bare = etag.length >= 2 && etag.startsWith('"') && etag.endsWith('"') ? etag.slice(1, -1) : etag;
+  return bare ? { etag: bare } : {};
 }
 
 /** scheme://host[:port][/path] of an endpoint: never userinfo, query or fragment. */
@@ -136,6 +148,8 @@ export class S3ObjectStore implements ObjectStore {
   readonly bucket: string;
   /** '' or segments without a trailing '/'. */
   readonly prefix: string;
+  /** Longest key this store accepts: S3's 1024 bytes less the prefix and its '/'. */
+  readonly maxKeyBytes: number;
   readonly #client: S3Client;
   readonly #opts: FilledObjectStoreOptions;
   /** Every credential string this store could leak, longest first; scrubbed from every message. */
@@ -150,6 +164,7 @@ export class S3ObjectStore implements ObjectStore {
     const { bucket, prefix } = parseS3Url(settings.url);
     this.bucket = bucket;
     this.prefix = prefix;
+    this.maxKeyBytes = prefix === '' ? MAX_BUCKET_KEY_BYTES : MAX_BUCKET_KEY_BYTES - Buffer.byteLength(prefix) - 1;
     this.#opts = opts;
     const region = settings.region ?? process.env['AWS_REGION'] ?? process.env['AWS_DEFAULT_REGION'] ?? 'us-east-1';
     if (typeof region !== 'string' || region === '') throw new TypeError('objectStore.region must be a non-empty string');
@@ -297,7 +312,7 @@ export class S3ObjectStore implements ObjectStore {
         key,
         size: out.ContentLength ?? 0,
         lastModified: out.LastModified?.getTime() ?? 0,
-        ...(out.ETag ? { etag: out.ETag } : {}),
+        ...bareEtag(out.ETag),
       };
     } catch (err) {
       if (!(err instanceof StratavecError) || err.code !== 'ERR_OBJECT_NOT_FOUND') throw err;
@@ -323,7 +338,7 @@ export class S3ObjectStore implements ObjectStore {
         if (o.Key === undefined) continue;
         const key = this.#strip(o.Key);
         if (key === undefined) continue;
-        out.push({ key, size: o.Size ?? 0, lastModified: o.LastModified?.getTime() ?? 0, ...(o.ETag ? { etag: o.ETag } : {}) });
+        out.push({ key, size: o.Size ?? 0, lastModified: o.LastModified?.getTime() ?? 0, ...bareEtag(o.ETag) });
       }
       if (!page.IsTruncated) break;
       if (!page.NextContinuationToken || page.NextContinuationToken === token) {
@@ -407,8 +422,13 @@ export class S3ObjectStore implements ObjectStore {
   /** The bucket key of a store key (validated), or of a list prefix when `isPrefix`. */
   #full(key: string, isPrefix = false): string {
     if (!isPrefix) validateKey(key);
-    if (this.prefix === '') return key;
-    return `${this.prefix}/${key}`;
+    const full = this.prefix === '' ? key : `${this.prefix}/${key}`;
+    // S3 caps the whole bucket key, so the store's prefix eats into the key's 1024 bytes; a real
+    // server answers 400 InvalidObjectName (s3rver accepts anything), so refuse before sending.
+    if (!isPrefix && Buffer.byteLength(full) > MAX_BUCKET_KEY_BYTES) {
+      throw new StratavecError('ERR_INVALID_ARGUMENT', `object key ${quoteKey(key)} is too long for ${this.description}: with the prefix it is ${Buffer.byteLength(full)} bytes, S3 allows ${MAX_BUCKET_KEY_BYTES} (keys here may be at most ${this.maxKeyBytes})`);
+    }
+    return full;
   }
 
   #strip(bucketKey: string): string | undefined {
