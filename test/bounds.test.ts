@@ -228,6 +228,25 @@ describe('kmeans', () => {
     }
   });
 
+  test('large k (the native brute-force path) is deterministic and assigns to the nearest', () => {
+    const dim = 8;
+    const n = 3000;
+    const rows = clusteredDataset({ count: n, dim, clusters: 200, seed: 12, spread: 0.1 });
+    const a = kmeans(rows, dim, n, { k: 200, seed: 12, sampleSize: n });
+    const b = kmeans(rows, dim, n, { k: 200, seed: 12, sampleSize: n });
+    assert.equal(a.k, 200);
+    assert.deepEqual(a.centroids, b.centroids, 'seed 12');
+    const { labels, distances } = assign(rows, dim, n, a.centroids, a.k);
+    const l2 = distanceFn('l2');
+    for (let r = 0; r < n; r++) {
+      let min = Infinity;
+      for (let c = 0; c < a.k; c++) min = Math.min(min, l2(rows, r * dim, a.centroids, c * dim, dim));
+      assert.equal(distances[r], Math.sqrt(l2(rows, r * dim, a.centroids, labels[r]! * dim, dim)), `seed 12, row ${r}: exact distance to its label`);
+      // The native scan ranks in float32: a near-tie may go either way, nothing more.
+      assert.ok(distances[r]! <= Math.sqrt(min) * (1 + 1e-5) + 1e-6, `seed 12, row ${r}: ${distances[r]} against nearest ${Math.sqrt(min)}`);
+    }
+  });
+
   test('k past the distinct rows gives fewer centroids; bad arguments are coded', () => {
     const rows = new Float32Array(50 * 3).fill(0.5);
     assert.equal(kmeans(rows, 3, 50, { k: 10, seed: 1 }).k, 1);
