@@ -1,7 +1,8 @@
 // k-means over float32 rows: seeded k-means++ seeding and Lloyd iterations over a sample, and the
 // nearest-centroid assignment of every row. Serves segment bounds (a few dozen centroids per
 // segment) and clustering compaction's partitions (k up to ~1000 over ~100k sampled rows).
-// Pure computation on typed arrays, deterministic for a seed; no I/O, no allocation per row. It is
+// Pure computation on typed arrays, deterministic for a seed; no I/O, no JS allocation per row
+// (hnswlib's searchKnn, used for k >= 128, returns a small result object per call). It is
 // CPU work over a whole segment: run it in a pool worker, never on the event loop.
 //
 // Both phases skip distance computations with the triangle inequality (Euclidean distance, on the
