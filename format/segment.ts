@@ -24,8 +24,12 @@ export const MAX_SECTIONS = 64;
 /** Cap on a section's decoded size: what a reader may ever be asked to allocate for one section. */
 export const MAX_SECTION_RAW = 2 ** 30;
 
-/** Section kinds. Unknown kinds are tolerated on read so a newer writer can add sections. */
-export const SectionKind = { meta: 1, vectors: 2, ids: 3, payloads: 4, hnsw: 5, idLookup: 6 } as const;
+/**
+ * Section kinds. Unknown kinds are tolerated on read so a newer writer can add sections. `bounds`
+ * (centroids and radii, index/bounds.ts holds its layout) is optional: files written before it
+ * existed have none, and their segments are simply never pruned.
+ */
+export const SectionKind = { meta: 1, vectors: 2, ids: 3, payloads: 4, hnsw: 5, idLookup: 6, bounds: 7 } as const;
 export type SectionKindName = keyof typeof SectionKind;
 
 /** Codec ids only: the codecs themselves live in workers/, the format just records which one. */

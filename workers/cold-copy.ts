@@ -81,11 +81,13 @@ function kindName(kind: number): string {
  * Which sections are 4-byte numbers, so that the shuffle is worth considering: vectors (float32);
  * the HNSW section, hnswlib's level-0 records (u32 links, float32 vector, u64 label) and u32 upper
  * links, all 4-aligned (shuffled 0.27 of raw against 0.34 plain on siftsmall, M 16); and the id
- * lookup, u32 row numbers below the count, whose high-byte planes are nearly constant. The rest
- * (meta JSON, string tables) are offered as plain bytes. The entropy test still decides.
+ * lookup, u32 row numbers below the count, whose high-byte planes are nearly constant; the bounds,
+ * u32 fields then float32 radii and centroids. The rest (meta JSON, string tables) are offered as
+ * plain bytes. The entropy test still decides.
  */
 function elementSizeFor(kind: number): number | undefined {
-  return kind === SectionKind.vectors || kind === SectionKind.hnsw || kind === SectionKind.idLookup ? SHUFFLE_ELEMENT_SIZE : undefined;
+  return kind === SectionKind.vectors || kind === SectionKind.hnsw || kind === SectionKind.idLookup || kind === SectionKind.bounds
+    ? SHUFFLE_ELEMENT_SIZE : undefined;
 }
 
 function checkPaths(task: { src: unknown; dest: unknown }): { src: string; dest: string } {

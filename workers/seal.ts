@@ -1,4 +1,5 @@
-// The seal task: turns a frozen growing segment into one immutable segment file (HNSW built here).
+// The seal task: turns a frozen growing segment into one immutable segment file (HNSW index and
+// segment bounds built here).
 // Runs in a pool worker, or inline when `workers: 0`. It reads vectors straight out of the growing
 // segment's SharedArrayBuffer and writes the file by the crash-safe recipe; it never touches the
 // manifest (the engine commits the result).
@@ -8,6 +9,7 @@ import {
   type SectionEntry, type SectionInput,
 } from '../format/segment.js';
 import { HnswIndex, type HnswParams, type Metric } from '../index/hnsw.js';
+import { computeBounds, encodeBounds } from '../index/bounds.js';
 import { TaskStop } from './task-stop.js';
 
 /** The new segment a seal or a compaction writes: its identity, shape and where it goes. */
@@ -41,6 +43,8 @@ export interface SealResult {
   sections: SectionEntry[];
   buildMs: number;
   writeMs: number;
+  /** Of buildMs, the time spent computing the segment bounds (k-means + radii). */
+  boundsMs: number;
 }
 
 export async function seal(task: SealTask, stop: TaskStop = TaskStop.never): Promise<SealResult> {
@@ -68,14 +72,17 @@ export interface SegmentContents extends SegmentTarget {
 }
 
 /**
- * Builds the HNSW index over `vectors` and writes the segment file by the crash-safe recipe. Every
- * hnswlib call goes through `stop`, so a stop request ends the build within one insertion.
+ * Builds the HNSW index and the bounds over `vectors` and writes the segment file by the crash-safe
+ * recipe. Every hnswlib call goes through `stop`, so a stop request ends the build within one
+ * insertion; the bounds' k-means checks it between iterations.
  */
 export async function buildSegmentFile(c: SegmentContents, stop: TaskStop = TaskStop.never): Promise<SealResult> {
   const dim = c.dimension;
   const n = c.ids.length;
   const { vectors } = c;
   const t0 = performance.now();
+  const bounds = encodeBounds(computeBounds(vectors, dim, n, { seed: c.seed, check: () => stop.check(), nativeCall: stop.native }));
+  const boundsMs = performance.now() - t0;
   const index = HnswIndex.build(vectors, dim, n, c.metric, c.hnsw, { seed: c.seed, nativeCall: stop.native });
   const indexBytes = await index.toBytes(c.tmpDir, stop.native);
   stop.native(() => index.dispose());
@@ -92,10 +99,12 @@ export async function buildSegmentFile(c: SegmentContents, stop: TaskStop = Task
     { kind: SectionKind.payloads, data: encodeStringTable(c.payloads) },
     { kind: SectionKind.hnsw, data: indexBytes },
     { kind: SectionKind.idLookup, data: encodeIdLookup(c.ids) },
+    // Last, so the sections every older file has keep their places in the table.
+    { kind: SectionKind.bounds, data: bounds },
   ];
   const encoded = encodeSegment({ dimension: dim, metric: c.metric, count: n }, sections);
   stop.check();
   await writeSegmentFile(c.outPath, encoded);
   const t2 = performance.now();
-  return { bytes: encoded.size, sections: encoded.sections, buildMs: t1 - t0, writeMs: t2 - t1 };
+  return { bytes: encoded.size, sections: encoded.sections, buildMs: t1 - t0, writeMs: t2 - t1, boundsMs };
 }

@@ -1,0 +1,285 @@
+// Segment bounds: a few centroids with, for each, the radius of the rows assigned to it, so a
+// search can order segments nearest first and skip one that cannot hold a better row, without
+// touching its data. Owns the computation, the lower bound per metric, and the section's bytes.
+// A bound must never exceed the distance the engine reports for any member row: that is what makes
+// pruning exact, so every rounding in here errs low, and a bounds section is never used unchecked.
+
+import { StratavecError } from '../format/errors.js';
+import { MAX_DIMENSION, SectionKind, type SegmentReader } from '../format/segment.js';
+import { dot, l2Squared, type Metric } from './distance.js';
+import { assign, kmeans } from './kmeans.js';
+import type { NativeCall } from './hnsw.js';
+
+/** Bytes layout version of the bounds section. */
+export const BOUNDS_VERSION = 1;
+const BOUNDS_HEADER = 16;
+/** Most centroids computed per segment (see boundsCentroidCount). */
+export const MAX_BOUNDS_CENTROIDS = 64;
+/** Most centroids a reader accepts: room for a later writer's choice, still a small allocation. */
+export const MAX_DECODED_CENTROIDS = 1024;
+
+/**
+ * Where a segment's rows lie: every row is within `radii[c]` (Euclidean, on the vectors as stored;
+ * unit vectors for cosine) of the centroid it was assigned to. Holds no reference to the segment's
+ * bytes, so keeping it for a cold or unmapped segment keeps nothing else alive.
+ */
+export interface SegmentBounds {
+  readonly dimension: number;
+  /** Rows summarised: the segment's count (tombstoned rows included, which only loosens it). */
+  readonly rows: number;
+  /** Centroids; 0 only for a segment of 0 rows, whose bound is +Infinity. */
+  readonly count: number;
+  /** `count * dimension`, row-major. */
+  readonly centroids: Float32Array;
+  /** Per centroid, at least the largest distance of a row assigned to it (rounded up to float32). */
+  readonly radii: Float32Array;
+  /** Per centroid, |c| (float64); derived on compute and decode, never stored. */
+  readonly norms: Float64Array;
+}
+
+export interface ComputeBoundsOptions {
+  /** Seed of the k-means sample and seeding: the same rows and seed give the same bounds. */
+  seed: number;
+  /** Centroids to ask for; default boundsCentroidCount(n). */
+  centroids?: number;
+  /** Called between units of work; throws to abandon (a worker's stop check). */
+  check?: () => void;
+  /** Wraps calls into hnswlib (only made for 128 centroids or more); a worker passes TaskStop.native. */
+  nativeCall?: NativeCall;
+}
+
+// The k-means behind bounds need not converge: every row is measured against its centroid
+// afterwards, so a rougher clustering only loosens the radii a little. A small sample and few
+// iterations keep bounds a small part of a seal: 6% of a 20k x 128 seal's time (HNSW M 16,
+// efConstruction 200) measured here, on a heavily loaded machine.
+const BOUNDS_SAMPLE_PER_CENTROID = 64;
+const BOUNDS_ITERATIONS = 5;
+
+function corrupt(message: string): StratavecError {
+  return new StratavecError('ERR_SEGMENT_CORRUPT', `segment corrupt: bounds ${message}`);
+}
+
+/**
+ * Centroids for a segment of n rows: round(sqrt(n) / 4), clamped to 1..64 (and to n); 0 for n = 0.
+ * More, smaller balls give a tighter bound, but bounds are held in memory for every segment, cold
+ * ones included (c * dim * 4 bytes: 32 KiB at 64 x 128), and every query pays c * dim per segment
+ * to order them. sqrt(n)/4 gives ~35 centroids of ~570 rows at 20k rows and reaches the cap at 65k;
+ * a segment of the default 100k rows costs ~0.3 bytes per row of memory.
+ */
+export function boundsCentroidCount(n: number): number {
+  if (!(n > 0)) return 0;
+  return Math.min(n, MAX_BOUNDS_CENTROIDS, Math.max(1, Math.round(Math.sqrt(n) / 4)));
+}
+
+const F32 = new Float32Array(1);
+const U32 = new Uint32Array(F32.buffer);
+
+/** The least float32 >= x, for x >= 0: a radius stored as float32 must not shrink. */
+function roundUpF32(x: number): number {
+  const f = Math.fround(x);
+  if (f >= x) return f;
+  F32[0] = f;
+  U32[0] = U32[0]! + 1; // f >= 0 here, so the next bit pattern is the next float up
+  return F32[0]!;
+}
+
+function withNorms(dimension: number, rows: number, centroids: Float32Array, radii: Float32Array): SegmentBounds {
+  const count = radii.length;
+  const norms = new Float64Array(count);
+  for (let c = 0; c < count; c++) norms[c] = Math.sqrt(dot(centroids, c * dimension, centroids, c * dimension, dimension));
+  return { dimension, rows, count, centroids, radii, norms };
+}
+
+/**
+ * Bounds of `n` rows of `dim` (row-major; for cosine the unit vectors as stored). k-means over a
+ * sample learns the centroids; then every row is assigned and measured exactly, so the radii cover
+ * all n rows however good the clustering was. Centroids left with no row are dropped.
+ */
+export function computeBounds(vectors: Float32Array, dim: number, n: number, opts: ComputeBoundsOptions): SegmentBounds {
+  if (!(vectors instanceof Float32Array)) throw new TypeError('vectors must be a Float32Array');
+  if (!Number.isInteger(dim) || dim < 1 || dim > MAX_DIMENSION) throw new StratavecError('ERR_INVALID_ARGUMENT', `dimension must be in 1..${MAX_DIMENSION}, got ${dim}`);
+  if (!Number.isInteger(n) || n < 0 || n * dim > vectors.length) throw new StratavecError('ERR_INVALID_ARGUMENT', `${n} rows of ${dim} do not fit in ${vectors.length} floats`);
+  const want = opts.centroids ?? boundsCentroidCount(n);
+  if (n === 0) return withNorms(dim, 0, new Float32Array(0), new Float32Array(0));
+  if (!Number.isInteger(want) || want < 1 || want > MAX_DECODED_CENTROIDS) {
+    throw new StratavecError('ERR_INVALID_ARGUMENT', `centroids must be an integer in 1..${MAX_DECODED_CENTROIDS}, got ${want}`);
+  }
+  const stop = { ...(opts.check ? { check: opts.check } : {}), ...(opts.nativeCall ? { nativeCall: opts.nativeCall } : {}) };
+  const km = kmeans(vectors, dim, n, { k: want, seed: opts.seed, sampleSize: Math.min(n, want * BOUNDS_SAMPLE_PER_CENTROID), iterations: BOUNDS_ITERATIONS, ...stop });
+  const { labels, distances } = assign(vectors, dim, n, km.centroids, km.k, stop);
+  const radius = new Float64Array(km.k).fill(-1);
+  for (let i = 0; i < n; i++) {
+    const c = labels[i]!;
+    if (distances[i]! > radius[c]!) radius[c] = distances[i]!;
+  }
+  let used = 0;
+  for (let c = 0; c < km.k; c++) if (radius[c]! >= 0) used++;
+  const centroids = new Float32Array(used * dim);
+  const radii = new Float32Array(used);
+  for (let c = 0, u = 0; c < km.k; c++) {
+    if (radius[c]! < 0) continue;
+    centroids.set(km.centroids.subarray(c * dim, c * dim + dim), u * dim);
+    radii[u++] = roundUpF32(radius[c]!);
+  }
+  return withNorms(dim, n, centroids, radii);
+}
+
+/**
+ * A lower bound on the distance the engine reports (index/distance.ts units) between `query` and
+ * ANY row of the segment: l2 squared Euclidean, cosine and ip 1 - dot. +Infinity for a segment of
+ * no rows; -Infinity (never prune) for a query with a NaN or infinite value or, for cosine, no
+ * direction.
+ *
+ * Per centroid c with radius r, every member x has |x - c| <= r, so:
+ * - l2: |q - x| >= |q - c| - r, bound max(0, min_c(|q - c| - r_c))^2;
+ * - ip: q.x = q.c + q.(x - c) <= q.c + |q| r, bound 1 - max_c(q.c + |q| r_c);
+ * - cosine (q normalised here, rows unit as stored): 1 - q.x = |q - x|^2 / 2 >= (|q - c| - r)^2 / 2,
+ *   and the ip bound 1 - (q.c + r) holds too; the larger of the two is used per centroid.
+ *
+ * Float32 slack: hnswlib reports distances computed in float32, whose sums of `dim` products can be
+ * off by up to ~dim * 2^-24 relative (of the sum of |terms|), and the engine's unit vectors are unit
+ * only to float32 rounding. A bound that is exact in real arithmetic could then exceed a reported
+ * distance by a few ulps and prune a tie at the k-th place. So every bound is lowered by twice that
+ * worst case: 2 (dim + 8) 2^-24 relative for l2 (all terms positive), and the same times
+ * 1 + |q| (|c| + r) absolute for ip and cosine (|terms| sum to at most |q| |x| <= |q| (|c| + r)).
+ * At 128 dimensions that is 1.6e-5 relative: nothing a real pruning decision notices.
+ *
+ * Pass the query as the segment search will see it (the engine's Float32Array; for cosine its
+ * normalised copy, though any non-zero scaling gives the same bound). Prune a segment only when
+ * its bound is strictly greater than the current k-th distance: a row at exactly the k-th distance
+ * may still win on the tie-break.
+ */
+export function lowerBound(bounds: SegmentBounds, query: Float32Array, metric: Metric): number {
+  if (!(query instanceof Float32Array)) throw new TypeError('query must be a Float32Array');
+  const dim = bounds.dimension;
+  if (query.length !== dim) {
+    throw new StratavecError('ERR_DIMENSION_MISMATCH', `query has ${query.length} dimensions, the segment's bounds ${dim}`);
+  }
+  const { count, centroids, radii, norms } = bounds;
+  if (count === 0) return Infinity;
+  const slack = (dim + 8) * 2 ** -23;
+  const qq = dot(query, 0, query, 0, dim);
+  // A NaN would make every comparison below false and could leave +Infinity: never prune on one.
+  if (!Number.isFinite(qq)) return -Infinity;
+  const qn = Math.sqrt(qq);
+  let result: number;
+  switch (metric) {
+    case 'l2': {
+      let gap = Infinity;
+      for (let c = 0; c < count; c++) {
+        const g = Math.sqrt(l2Squared(query, 0, centroids, c * dim, dim)) - radii[c]!;
+        if (g < gap) gap = g;
+      }
+      result = gap > 0 ? gap * gap * (1 - slack) : 0;
+      break;
+    }
+    case 'ip': {
+      result = Infinity;
+      for (let c = 0; c < count; c++) {
+        const r = radii[c]!;
+        const b = 1 - (dot(query, 0, centroids, c * dim, dim) + qn * r) - slack * (1 + qn * (norms[c]! + r));
+        if (b < result) result = b;
+      }
+      break;
+    }
+    case 'cosine': {
+      if (!(qn > 0)) return -Infinity;
+      result = Infinity;
+      for (let c = 0; c < count; c++) {
+        const r = radii[c]!;
+        const nc = norms[c]!;
+        const qc = dot(query, 0, centroids, c * dim, dim) / qn;
+        // |q - c|^2 for unit q, from q.c: no second pass over the query.
+        const sq = 1 - 2 * qc + nc * nc;
+        const g = (sq > 0 ? Math.sqrt(sq) : 0) - r;
+        const ball = g > 0 ? (g * g) / 2 : 0;
+        const cone = 1 - (qc + r);
+        const b = (ball > cone ? ball : cone) - slack * (1 + nc + r);
+        if (b < result) result = b;
+      }
+      break;
+    }
+    default:
+      throw new TypeError(`unknown metric ${JSON.stringify(metric)}: expected 'l2', 'ip' or 'cosine'`);
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bytes (little-endian): u32 version | u32 dimension | u32 count | u32 rows |
+// f32 radii[count] | f32 centroids[count * dimension]. The section's CRC is the segment table's.
+
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+export function encodeBounds(bounds: SegmentBounds): Buffer {
+  const { dimension: dim, count, rows, radii, centroids } = bounds;
+  if (radii.length !== count || centroids.length !== count * dim) throw new RangeError('bounds arrays disagree with their count');
+  const out = Buffer.alloc(BOUNDS_HEADER + 4 * count * (1 + dim));
+  out.writeUInt32LE(BOUNDS_VERSION, 0);
+  out.writeUInt32LE(dim, 4);
+  out.writeUInt32LE(count, 8);
+  out.writeUInt32LE(rows, 12);
+  let at = BOUNDS_HEADER;
+  for (const arr of [radii, centroids]) {
+    if (LITTLE_ENDIAN_HOST) out.set(new Uint8Array(arr.buffer, arr.byteOffset, arr.byteLength), at);
+    else for (let i = 0; i < arr.length; i++) out.writeFloatLE(arr[i]!, at + 4 * i);
+    at += arr.byteLength;
+  }
+  return out;
+}
+
+function readFloats(bytes: Uint8Array, at: number, n: number): Float32Array {
+  const out = new Float32Array(n); // a copy: bounds outlive the mapping they were read from
+  if (LITTLE_ENDIAN_HOST) {
+    new Uint8Array(out.buffer).set(bytes.subarray(at, at + 4 * n));
+  } else {
+    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let i = 0; i < n; i++) out[i] = dv.getFloat32(at + 4 * i, true);
+  }
+  return out;
+}
+
+/**
+ * Parses a bounds section, checking every field before allocating (the allocation is at most the
+ * section's own size). With `expect`, the bounds must describe a segment of that shape. Anything
+ * malformed is ERR_SEGMENT_CORRUPT: a wrong bound would silently drop results.
+ */
+export function decodeBounds(bytes: Uint8Array, expect?: { dimension: number; rows: number }): SegmentBounds {
+  if (!(bytes instanceof Uint8Array)) throw new TypeError('bounds bytes must be a Uint8Array');
+  if (bytes.length < BOUNDS_HEADER) throw corrupt(`section of ${bytes.length} bytes is truncated`);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const version = dv.getUint32(0, true);
+  const dim = dv.getUint32(4, true);
+  const count = dv.getUint32(8, true);
+  const rows = dv.getUint32(12, true);
+  if (version !== BOUNDS_VERSION) throw corrupt(`version ${version} is not one this reader knows (${BOUNDS_VERSION})`);
+  if (dim < 1 || dim > MAX_DIMENSION) throw corrupt(`dimension ${dim} is outside 1..${MAX_DIMENSION}`);
+  if (count > MAX_DECODED_CENTROIDS) throw corrupt(`${count} centroids is past the cap of ${MAX_DECODED_CENTROIDS}`);
+  if (count > rows || (count === 0) !== (rows === 0)) throw corrupt(`${count} centroids cannot summarise ${rows} rows`);
+  const size = BOUNDS_HEADER + 4 * count * (1 + dim);
+  if (bytes.length !== size) throw corrupt(`section is ${bytes.length} bytes; ${count} centroids of ${dim} need ${size}`);
+  if (expect && (dim !== expect.dimension || rows !== expect.rows)) {
+    throw corrupt(`describe ${rows} rows of ${dim}; the segment holds ${expect.rows} of ${expect.dimension}`);
+  }
+  const radii = readFloats(bytes, BOUNDS_HEADER, count);
+  const centroids = readFloats(bytes, BOUNDS_HEADER + 4 * count, count * dim);
+  for (let c = 0; c < count; c++) {
+    const r = radii[c]!;
+    if (!(r >= 0) || r === Infinity) throw corrupt(`radius ${c} is ${r}`);
+  }
+  for (let i = 0; i < centroids.length; i++) {
+    if (!Number.isFinite(centroids[i]!)) throw corrupt(`centroid ${Math.floor(i / dim)} holds ${centroids[i]}`);
+  }
+  return withNorms(dim, rows, centroids, radii);
+}
+
+/**
+ * The bounds of an open segment file, CRC-checked, or undefined when it has none (files written
+ * before bounds existed: such a segment is never pruned). The section must be stored raw (local
+ * files and stubs are; a compressed cold copy's must be decoded by a codec first).
+ */
+export function readSegmentBounds(reader: SegmentReader): SegmentBounds | undefined {
+  if (!reader.entry(SectionKind.bounds)) return undefined;
+  reader.verifySection(SectionKind.bounds);
+  return decodeBounds(reader.raw(SectionKind.bounds), { dimension: reader.header.dimension, rows: reader.header.count });
+}
