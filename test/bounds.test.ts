@@ -17,7 +17,7 @@ import {
 } from '../index/bounds.js';
 import { assign, kmeans } from '../index/kmeans.js';
 import { encodeColdCopy, decodeColdCopy } from '../workers/cold-copy.js';
-import { clusteredDataset, gaussian, mulberry32 } from './helpers/datasets.js';
+import { clusteredDataset, gaussian, mulberry32 } from '../harness/datasets.js';
 import { collectionFiles, track, withTmpDir } from './helpers/tmp.js';
 
 // ---------------------------------------------------------------------------------------------
