@@ -8,7 +8,7 @@ import type { WalUpsertRecord } from '../format/wal.js';
 import { normalizeInPlace } from '../index/distance.js';
 import type { Metric } from '../index/hnsw.js';
 import type { CollectionCore, MoveResult, SearchHit, SegmentInfo, StoredRecord, Tier } from './collection-core.js';
-import { compileFilter, type Filter, type Payload } from './filter.js';
+import { filterPredicate, type Filter, type Payload } from './filter.js';
 
 export interface UpsertRecord {
   id: string;
@@ -21,7 +21,8 @@ export interface SearchOptions {
   k?: number;
   /** HNSW beam width (default: the collection's efSearch; raised to k when smaller). */
   ef?: number;
-  /** Field equalities `{ field: value }`, or a predicate over the payload. */
+  /** Conditions on payload fields (`{ lang: 'en', price: { $lt: 10 } }`, README "Filters"), or a
+   *  predicate over the payload. An invalid filter is ERR_INVALID_FILTER before any work. */
   filter?: Filter;
   /** Return payloads with the hits (default true). */
   includePayload?: boolean;
@@ -96,7 +97,7 @@ export class Collection {
     intInRange('k', k, 1, MAX_K);
     const ef = options.ef ?? this.#efSearch;
     intInRange('ef', ef, 1, MAX_EF);
-    return this.#core.search(q, k, Math.max(ef, k), compileFilter(options.filter), options.includePayload ?? true, options.exact === true, tierSet(options.tiers));
+    return this.#core.search(q, k, Math.max(ef, k), filterPredicate(options.filter), options.includePayload ?? true, options.exact === true, tierSet(options.tiers));
   }
 
   /** Seals the growing segment now and waits until it is committed. */

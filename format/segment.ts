@@ -25,7 +25,7 @@ export const MAX_SECTIONS = 64;
 export const MAX_SECTION_RAW = 2 ** 30;
 
 /** Section kinds. Unknown kinds are tolerated on read so a newer writer can add sections. */
-export const SectionKind = { meta: 1, vectors: 2, ids: 3, payloads: 4, hnsw: 5, idLookup: 6 } as const;
+export const SectionKind = { meta: 1, vectors: 2, ids: 3, payloads: 4, hnsw: 5, idLookup: 6, payloadIndex: 7 } as const;
 export type SectionKindName = keyof typeof SectionKind;
 
 /** Codec ids only: the codecs themselves live in workers/, the format just records which one. */
