@@ -26,22 +26,23 @@ export interface EvalStats {
 class Evaluation {
   readonly #src: FilterSource;
   readonly #index: PayloadIndex | undefined;
-  readonly #cache: (Payload | undefined)[];
-  readonly #have: Uint8Array;
+  // Allocated on the first parse: a filter the indexes answer never pays for them.
+  #cache: (Payload | undefined)[] | undefined;
+  #have: Uint8Array | undefined;
   readonly stats: EvalStats = { parsed: 0, indexedLeaves: 0 };
 
   constructor(src: FilterSource) {
     this.#src = src;
     this.#index = src.payloadIndex;
-    this.#cache = new Array(src.count);
-    this.#have = new Uint8Array(src.count);
   }
 
   payload(row: number): Payload | undefined {
-    if (this.#have[row] === 1) return this.#cache[row];
+    const have = (this.#have ??= new Uint8Array(this.#src.count));
+    const cache = (this.#cache ??= []);
+    if (have[row] === 1) return cache[row];
     const p = this.#src.payload(row);
-    this.#cache[row] = p;
-    this.#have[row] = 1;
+    cache[row] = p;
+    have[row] = 1;
     this.stats.parsed++;
     return p;
   }
@@ -141,6 +142,18 @@ class Evaluation {
     }
   }
 
+  /** A filter no index helps: one pass, each live row parsed once, nothing cached. */
+  scanOnce(node: FilterNode, domain: Uint8Array): Uint8Array {
+    const out = new Uint8Array(domain.length);
+    for (let r = 0; r < domain.length; r++) {
+      if (domain[r] === 1) {
+        this.stats.parsed++;
+        if (matchesPayload(node, this.#src.payload(r))) out[r] = 1;
+      }
+    }
+    return out;
+  }
+
   scan(node: FilterNode, domain: Uint8Array): Uint8Array {
     const out = new Uint8Array(domain.length);
     if (node.op === 'all') return domain.slice();
@@ -171,7 +184,7 @@ export function evaluate(compiled: CompiledFilter | undefined, source: FilterSou
   for (let r = 0; r < n; r++) live[r] = tomb === undefined ? 1 : tomb[r]! === 0 ? 1 : 0;
   if (compiled === undefined) return live;
   const ev = new Evaluation(source);
-  const out = ev.eval(compiled.root, live);
+  const out = ev.usesIndex(compiled.root) ? ev.eval(compiled.root, live) : ev.scanOnce(compiled.root, live);
   if (stats) {
     stats.parsed += ev.stats.parsed;
     stats.indexedLeaves += ev.stats.indexedLeaves;
