@@ -14,6 +14,7 @@ import { isPayloadSummary, type PayloadIndexes, type PayloadSummary } from '../f
 import { SectionKind, SegmentReader } from '../format/segment.js';
 import { StratavecError } from '../format/errors.js';
 import { SegmentView } from '../tiers/segment-view.js';
+import { flatSearch, flatSearchRows } from '../index/flat.js';
 import { WorkerPool } from '../workers/pool.js';
 import type { SealTask } from '../workers/seal.js';
 import { Database } from '../engine/index.js';
@@ -280,6 +281,21 @@ describe('evaluation cost', () => {
     assert.deepEqual([...evaluate(compileFilter({ k: 5 }), src)], [0, 1, 1, 0, 0, 0]);
     assert.deepEqual([...src.parses], [0, 1, 1, 0, 0, 1], 'only rows 1, 2 and 5 hold values outside the keyword postings');
   });
+});
+
+test('flatSearchRows over a bitmap\'s rows = flatSearch accepting the bitmap (seeded)', () => {
+  const seed = Date.now() % 1_000_000;
+  const r = mulberry32(seed);
+  const dim = 8;
+  const n = 500;
+  const vectors = Float32Array.from({ length: n * dim }, () => Math.floor(r() * 5)); // many ties
+  for (const sel of [0, 0.01, 0.2, 1]) {
+    const bits = Uint8Array.from({ length: n }, () => (r() < sel ? 1 : 0));
+    const q = Float32Array.from({ length: dim }, () => Math.floor(r() * 5));
+    for (const metric of ['l2', 'ip'] as const) {
+      assert.deepEqual(flatSearchRows(vectors, dim, rowsOf(bits), q, 10, metric), flatSearch(vectors, dim, n, q, 10, metric, (row) => bits[row] === 1), `seed ${seed} sel ${sel} ${metric}`);
+    }
+  }
 });
 
 describe('mayMatch skips only segments that cannot match', () => {
