@@ -11,7 +11,7 @@ import type { Metric } from '../format/segment.js';
 import type { MoveResult } from '../tiers/migrator.js';
 import type { CollectionCore, SegmentInfo } from './collection-core.js';
 import type { SearchHit, StoredRecord } from './read-path.js';
-import { compileFilter, type Filter, type Payload } from './filter.js';
+import { filterPredicate, type Filter, type Payload } from './filter.js';
 
 export interface UpsertRecord {
   id: string;
@@ -24,7 +24,8 @@ export interface SearchOptions {
   k?: number;
   /** HNSW beam width (default: the collection's efSearch; raised to k when smaller). */
   ef?: number;
-  /** Field equalities `{ field: value }`, or a predicate over the payload. */
+  /** Conditions on payload fields (`{ lang: 'en', price: { $lt: 10 } }`, README "Filters"), or a
+   *  predicate over the payload. An invalid filter is ERR_INVALID_FILTER before any work. */
   filter?: Filter;
   /** Return payloads with the hits (default true). */
   includePayload?: boolean;
@@ -100,7 +101,7 @@ export class Collection {
     const ef = options.ef ?? this.#efSearch;
     intInRange('ef', ef, 1, MAX_EF);
     return this.#core.search({
-      query: q, k, ef: Math.max(ef, k), filter: compileFilter(options.filter), includePayload: options.includePayload ?? true,
+      query: q, k, ef: Math.max(ef, k), filter: filterPredicate(options.filter), includePayload: options.includePayload ?? true,
       exact: options.exact === true, tiers: tierSet(options.tiers),
     });
   }

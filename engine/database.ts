@@ -29,12 +29,16 @@ import { LeaseSet } from '../tiers/leases.js';
 import { Maintenance, type VerifyOptions, type VerifyReport, type GcOptions, type GcReport, type CompactOptions, type CompactReport } from './maintenance.js';
 import { Collection } from './collection.js';
 import { DirectoryLock } from './lock.js';
-import { fillOptions, type DatabaseOptions, type FilledOptions } from './options.js';
+import { fillOptions, fillIndexes, type DatabaseOptions, type FilledOptions } from './options.js';
+import type { PayloadIndexes } from '../format/payload-schema.js';
 
 export interface CollectionOptions {
   dimension: number;
   metric?: Metric;
   hnsw?: Partial<HnswParams>;
+  /** Payload paths to index per segment, for filtered search: `{ lang: 'keyword', price: 'number' }`
+   *  (README "Filters"). Filters on other paths still work, by a scan of the payloads. */
+  indexes?: PayloadIndexes;
 }
 
 export type DatabaseStatus = 'opening' | 'open' | 'closing' | 'closed';
@@ -155,6 +159,7 @@ export class Database {
       const v = hnsw[key as keyof HnswParams];
       if (!Number.isInteger(v) || v < min! || v > max!) throw new StratavecError('ERR_INVALID_ARGUMENT', `hnsw.${key} must be an integer in [${min}, ${max}]`);
     }
+    const indexes = fillIndexes(options.indexes);
     if (this.#cores.has(name)) throw new StratavecError('ERR_COLLECTION_EXISTS', `collection ${name} already exists`);
 
     const colDir = path.join(this.dir, 'collections');
@@ -163,6 +168,7 @@ export class Database {
     const manifest: CollectionManifest = {
       format: MANIFEST_FORMAT, collection: name, version: 1, dimension, metric, hnsw,
       createdAt: this.options.clock.now(), nextSegmentSeq: 1, walSeq: 1, segments: [],
+      ...(indexes ? { indexes } : {}),
     };
     try {
       // Built aside and renamed into place, so a crash never leaves a half-made collection.

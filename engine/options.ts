@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StratavecError } from '../format/errors.js';
+import { indexDeclarationProblem, type PayloadIndexes } from '../format/payload-schema.js';
 import type { TieringPolicy } from '../tiers/policy.js';
 import { DEFAULT_WORKER_NICE, MAX_NICE } from '../workers/thread-priority.js';
 
@@ -208,4 +209,17 @@ function fillMaintenance(m: MaintenanceOptions | undefined): Required<Maintenanc
     scrubBytesPerSecond: pick('scrubBytesPerSecond', 1, Number.MAX_SAFE_INTEGER),
     compactIntervalMs: pick('compactIntervalMs', 0, 7 * day),
   };
+}
+
+/**
+ * A collection's `indexes` option, checked: `{ path: 'keyword' | 'number' | 'bool' }`. A non-object
+ * is a TypeError; a bad path or an unknown type is ERR_INVALID_ARGUMENT. Empty means none.
+ */
+export function fillIndexes(v: unknown): PayloadIndexes | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new TypeError("option indexes must be an object { path: 'keyword' | 'number' | 'bool' }");
+  const problem = indexDeclarationProblem(v);
+  if (problem !== undefined) throw new StratavecError('ERR_INVALID_ARGUMENT', `option ${problem}`);
+  const out: PayloadIndexes = { ...(v as PayloadIndexes) };
+  return Object.keys(out).length === 0 ? undefined : out;
 }

@@ -17,6 +17,8 @@ export const ErrorCodes = {
   ERR_INVALID_NAME: 'ERR_INVALID_NAME',
   /** An option or argument value is out of range (its type was right). */
   ERR_INVALID_ARGUMENT: 'ERR_INVALID_ARGUMENT',
+  /** A search filter has an unknown operator, an operand of the wrong type, or a bad shape. */
+  ERR_INVALID_FILTER: 'ERR_INVALID_FILTER',
   ERR_COLLECTION_NOT_FOUND: 'ERR_COLLECTION_NOT_FOUND',
   ERR_COLLECTION_EXISTS: 'ERR_COLLECTION_EXISTS',
   /** The database (or collection) was closed or dropped. */

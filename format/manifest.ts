@@ -8,6 +8,7 @@ import { StratavecError, ioError } from './errors.js';
 import { crc32 } from './crc32.js';
 import { writeFileAtomic, TEMP_PREFIX } from './fsutil.js';
 import type { Metric } from './segment.js';
+import { indexDeclarationProblem, isPayloadSummary, type PayloadIndexes, type PayloadSummary } from './payload-schema.js';
 
 export const MANIFEST_FORMAT = 1;
 /** Above this a manifest file is rejected before it is read: a corrupt size must not cost memory. */
@@ -51,6 +52,9 @@ export interface ManifestSegment {
   remote?: ManifestCopy & { key: string };
   pinned?: Tier;
   createdAt: number;
+  /** What the segment holds per indexed payload field, so a filter can skip it unread (absent in
+   *  segments written before the field was indexed, or by versions without payload indexes). */
+  summary?: PayloadSummary;
 }
 
 /** A collection's HNSW settings, recorded in its manifest so every seal builds alike. */
@@ -76,6 +80,8 @@ export interface CollectionManifest {
   /** First WAL file not covered by the segments here: recovery replays it and all after it. */
   walSeq: number;
   segments: ManifestSegment[];
+  /** Declared payload indexes (path -> type); absent means none (manifests before indexes). */
+  indexes?: PayloadIndexes;
 }
 
 const HEADER_RE = /^stratavec-manifest v(\d+) crc32=([0-9a-f]{8}) bytes=(\d+)\n/;
@@ -124,6 +130,7 @@ function validateManifest(v: unknown, file: string): asserts v is CollectionMani
   if (!m.hnsw || !isInt(m.hnsw.M, 2) || !isInt(m.hnsw.efConstruction, 1) || !isInt(m.hnsw.efSearch, 1)) throw bad('hnsw');
   if (!isInt(m.nextSegmentSeq, 1) || !isInt(m.walSeq, 1)) throw bad('sequence numbers');
   if (!Array.isArray(m.segments)) throw bad('segments');
+  if (m.indexes !== undefined && indexDeclarationProblem(m.indexes) !== undefined) throw bad('indexes');
   const ids = new Set<string>();
   for (const s of m.segments) {
     if (!s || typeof s.id !== 'string' || ids.has(s.id)) throw bad('segment id');
@@ -135,6 +142,7 @@ function validateManifest(v: unknown, file: string): asserts v is CollectionMani
       throw bad(`segment ${s.id} sections`);
     }
     if (s.tier !== 'warm' && s.tier !== 'cold') throw bad(`segment ${s.id} tier`);
+    if (s.summary !== undefined && (!isPayloadSummary(s.summary) || s.summary.rows !== s.records)) throw bad(`segment ${s.id} payload summary`);
   }
 }
 

@@ -26,10 +26,11 @@ export const MAX_SECTION_RAW = 2 ** 30;
 
 /**
  * Section kinds. Unknown kinds are tolerated on read so a newer writer can add sections. `bounds`
- * (centroids and radii, index/bounds.ts holds its layout) is optional: files written before it
- * existed have none, and their segments are simply never pruned.
+ * (centroids and radii, index/bounds.ts holds its layout) and `payloadIndex` (index/payload-index.ts)
+ * are optional: files written before them have none; such segments are never pruned by bounds, and
+ * their filters are evaluated by a payload scan.
  */
-export const SectionKind = { meta: 1, vectors: 2, ids: 3, payloads: 4, hnsw: 5, idLookup: 6, bounds: 7 } as const;
+export const SectionKind = { meta: 1, vectors: 2, ids: 3, payloads: 4, hnsw: 5, idLookup: 6, bounds: 7, payloadIndex: 8 } as const;
 export type SectionKindName = keyof typeof SectionKind;
 
 /** Codec ids only: the codecs themselves live in workers/, the format just records which one. */

@@ -159,3 +159,37 @@ export function flatSearch(
   }
   return top.drain();
 }
+
+/**
+ * Exact k nearest among `rows` only (ascending row numbers, each < count): the planner's path for
+ * a selective filter, whose cost is the passing rows, not the segment. Same ties as flatSearch.
+ */
+export function flatSearchRows(
+  vectors: Float32Array,
+  dim: number,
+  rows: Uint32Array,
+  query: Float32Array,
+  k: number,
+  metric: Metric,
+): Neighbors {
+  if (query.length !== dim) {
+    throw new StratavecError('ERR_DIMENSION_MISMATCH', `query has ${query.length} dimensions, the vectors have ${dim}`);
+  }
+  if (!Number.isInteger(k) || k < 0) throw new RangeError(`k must be a non-negative integer, got ${k}`);
+  if (!isMetric(metric)) throw new TypeError(`unknown metric ${JSON.stringify(metric)}: expected 'l2', 'ip' or 'cosine'`);
+  const top = new TopK(Math.min(k, rows.length));
+  if (top.k === 0) return { rows: [], distances: [] };
+  const dist = metric === 'l2' ? l2Squared : innerProductDistance;
+  const limit = vectors.length / dim;
+  let worst = Infinity;
+  for (let i = 0; i < rows.length; i++) {
+    const row = rows[i]!;
+    if (row >= limit) throw new RangeError(`row ${row} past the ${limit} rows given`);
+    const d = dist(vectors, row * dim, query, 0, dim);
+    if (d < worst) {
+      top.push(row, d);
+      worst = top.worst();
+    }
+  }
+  return top.drain();
+}

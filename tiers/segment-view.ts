@@ -5,6 +5,7 @@
 import { StratavecError } from '../format/errors.js';
 import { SegmentReader, SectionKind, StringTable, lookupRow, type SegmentHeader } from '../format/segment.js';
 import { flatSearch, type Neighbors } from '../index/flat.js';
+import { PayloadIndex } from '../index/payload-index.js';
 
 export class SegmentView {
   readonly id: string;
@@ -14,6 +15,7 @@ export class SegmentView {
   readonly ids: StringTable;
   readonly payloads: StringTable;
   readonly #lookup: Buffer;
+  #payloadIndex: PayloadIndex | null | undefined;
 
   /** Parses and (unless told not to) CRC-checks every section: a view never serves unverified bytes. */
   constructor(id: string, buf: Buffer, opts: { verify?: boolean; expect?: { dimension: number; count: number } } = {}) {
@@ -38,6 +40,19 @@ export class SegmentView {
 
   get size(): number {
     return this.reader.size;
+  }
+
+  /**
+   * The payload indexes (index/payload-index.ts), opened and validated on first use; undefined
+   * when the segment was written without any. Its CRC was checked with the other sections.
+   */
+  get payloadIndex(): PayloadIndex | undefined {
+    if (this.#payloadIndex === undefined) {
+      this.#payloadIndex = this.reader.entry(SectionKind.payloadIndex)
+        ? PayloadIndex.open(this.reader.raw(SectionKind.payloadIndex), this.header.count)
+        : null;
+    }
+    return this.#payloadIndex ?? undefined;
   }
 
   idAt(row: number): string {

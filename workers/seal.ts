@@ -1,5 +1,5 @@
-// The seal task: turns a frozen growing segment into one immutable segment file (HNSW index and
-// segment bounds built here).
+// The seal task: turns a frozen growing segment into one immutable segment file (HNSW index,
+// segment bounds and the declared payload indexes built here).
 // Runs in a pool worker, or inline when `workers: 0`. It reads vectors straight out of the growing
 // segment's SharedArrayBuffer and writes the file by the crash-safe recipe; it never touches the
 // manifest (the engine commits the result).
@@ -8,8 +8,10 @@ import {
   encodeSegment, writeSegmentFile, encodeStringTable, encodeIdLookup, SectionKind,
   type SectionEntry, type SectionInput,
 } from '../format/segment.js';
+import type { PayloadIndexes, PayloadSummary } from '../format/payload-schema.js';
 import { HnswIndex, type HnswParams, type Metric } from '../index/hnsw.js';
 import { computeBounds, encodeBounds } from '../index/bounds.js';
+import { buildPayloadIndex } from '../index/payload-index.js';
 import { TaskStop } from './task-stop.js';
 
 /** The new segment a seal or a compaction writes: its identity, shape and where it goes. */
@@ -24,6 +26,8 @@ export interface SegmentTarget {
   createdAt: number;
   /** HNSW level generator seed, so a rebuild is reproducible. */
   seed: number;
+  /** The collection's declared payload indexes (manifest `indexes`); none when absent or empty. */
+  indexes?: PayloadIndexes;
 }
 
 export interface SealTask extends SegmentTarget {
@@ -45,6 +49,8 @@ export interface SealResult {
   writeMs: number;
   /** Of buildMs, the time spent computing the segment bounds (k-means + radii). */
   boundsMs: number;
+  /** Per indexed field, what the segment holds (for the manifest); absent without indexes. */
+  summary?: PayloadSummary;
 }
 
 export async function seal(task: SealTask, stop: TaskStop = TaskStop.never): Promise<SealResult> {
@@ -86,6 +92,8 @@ export async function buildSegmentFile(c: SegmentContents, stop: TaskStop = Task
   const index = HnswIndex.build(vectors, dim, n, c.metric, c.hnsw, { seed: c.seed, nativeCall: stop.native });
   const indexBytes = await index.toBytes(c.tmpDir, stop.native);
   stop.native(() => index.dispose());
+  stop.check();
+  const payloadIndex = c.indexes && Object.keys(c.indexes).length > 0 ? buildPayloadIndex(c.payloads, c.indexes) : undefined;
   const t1 = performance.now();
 
   const meta = Buffer.from(JSON.stringify({
@@ -102,9 +110,12 @@ export async function buildSegmentFile(c: SegmentContents, stop: TaskStop = Task
     // Last, so the sections every older file has keep their places in the table.
     { kind: SectionKind.bounds, data: bounds },
   ];
+  if (payloadIndex) sections.push({ kind: SectionKind.payloadIndex, data: payloadIndex.bytes });
   const encoded = encodeSegment({ dimension: dim, metric: c.metric, count: n }, sections);
   stop.check();
   await writeSegmentFile(c.outPath, encoded);
   const t2 = performance.now();
-  return { bytes: encoded.size, sections: encoded.sections, buildMs: t1 - t0, writeMs: t2 - t1, boundsMs };
+  const result: SealResult = { bytes: encoded.size, sections: encoded.sections, buildMs: t1 - t0, writeMs: t2 - t1, boundsMs };
+  if (payloadIndex) result.summary = payloadIndex.summary;
+  return result;
 }
