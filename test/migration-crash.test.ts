@@ -30,9 +30,10 @@
 // Remote objects the manifest does not reference (an upload whose commit the kill prevented) are
 // allowed (collecting them is garbage collection's job); they are counted and reported. The test
 // puts the segments that were cold at reopen back to cold before the next round, so the child resumes
-// from the tier layout the kill left. Randomness is seeded: the seed is in each test's name; rerun
-// with STRATAVEC_MIGRATION_SEED=<seed> to replay the workload and kill plan (kill timing still varies
-// with machine speed). STRATAVEC_KEEP_DIR=1 keeps the directory of a failed scenario.
+// from the tier layout the kill left. Randomness is seeded, with a fixed base seed by default: the
+// seed is in each test's name and assertion messages; rerun with STRATAVEC_MIGRATION_SEED=<seed> (or
+// STRATAVEC_TEST_SEED) to try another workload and kill plan (kill timing still varies with machine
+// speed). STRATAVEC_KEEP_DIR=1 keeps the directory of a failed scenario.
 
 import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
