@@ -472,6 +472,31 @@ describe('destroy', () => {
     });
   });
 
+  test('destroy leaves no thread behind, even when a thread it stopped exits only after piscina was destroyed', { skip: !PROC_TASKS && 'needs /proc/self/task' }, async () => {
+    // The stopped thread is inside a 3 s native call, so it exits long after the pool has
+    // terminated the idle replacement piscina started for it. piscina 5 answers a thread's late
+    // 'exit' (one that arrives while it is not destroying) by starting a replacement: before the
+    // fix, destroy() resolved and a new thread started 3 s later and stayed.
+    await withTmpDir('pool', async (dir) => {
+      const threads = async (): Promise<string[]> => (await fsp.readdir('/proc/self/task')).sort();
+      const before = new Set(await threads());
+      const started = path.join(dir, 'started');
+      const pool = new WorkerPool(1, { filename: FAULTY });
+      try {
+        await runAny(pool, 'threadId', {});
+        const running = rejectionOf(runAny(pool, 'blockNative', { ms: 3_000, started, marker: path.join(dir, 'marker') }));
+        await waitFor(() => existsSync(started), 'the task to start on its thread');
+        await pool.destroy();
+        assert.equal((await running).code, 'ERR_DATABASE_CLOSED');
+        const left = (await threads()).filter((t) => !before.has(t));
+        const names = await Promise.all(left.map(async (t) => `${t} ${(await fsp.readFile(`/proc/self/task/${t}/comm`, 'utf8').catch(() => '?')).trim()}`));
+        assert.deepEqual(names, [], 'threads started since the pool was created and still running after destroy()');
+      } finally {
+        await pool.destroy();
+      }
+    });
+  });
+
   test('an inline pool rejects after destroy too', async () => {
     const pool = new WorkerPool(0);
     await pool.destroy();
