@@ -81,6 +81,22 @@ async function assertNoFinalFile(task: SealTask, where = ''): Promise<string[]> 
   return names;
 }
 
+/**
+ * Runs `attempt` (given its number) up to `tries` times, until one returns true: it provoked the
+ * situation it is for. A loaded machine can start a task so late that a timed stop lands before
+ * it began; an attempt says so (a string, kept for the message) instead of failing. Fails only if
+ * no attempt provoked it.
+ */
+async function provoke(what: string, tries: number, attempt: (i: number) => Promise<string | true>): Promise<void> {
+  const misses: string[] = [];
+  for (let i = 0; i < tries; i++) {
+    const r = await attempt(i);
+    if (r === true) return;
+    misses.push(`attempt ${i}: ${r}`);
+  }
+  assert.fail(`${what}: not provoked in ${tries} attempts (${misses.join('; ')})`);
+}
+
 /** Waits until the kernel thread `tid` of this process has exited (its /proc/self/task entry is gone). */
 async function threadGone(tid: number, what: string): Promise<void> {
   await waitFor(() => !existsSync(`/proc/self/task/${tid}`), what);
@@ -214,24 +230,29 @@ describe('timeouts', () => {
   });
 
   test('run() rejects only once the stopped thread has exited, even when native code delays that', async () => {
-    await withTmpDir('pool', async (dir) => {
-      const started = path.join(dir, 'started');
-      const marker = path.join(dir, 'marker');
-      await withPool(1, { taskTimeoutMs: 200 }, async (pool) => {
-        await runAny(pool, 'threadId', {});
-        // Asked to stop at 0.2 s; it does not answer (it never checks), so its thread is terminated
-        // once the 1 s grace is over, about 1.2 s in. The thread is inside a 3 s native call then,
-        // which termination cannot break: it exits only when the call returns.
-        const err = await rejectionOf(runAny(pool, 'blockNative', { ms: 3_000, started, marker }));
-        assert.equal(err.code, 'ERR_WORKER_TIMEOUT', err.message);
-        assert.match(err.message, /its thread was terminated$/, 'the thread exited within the pool\'s exit wait');
-        const tid = await fsp.readFile(started, 'utf8');
-        if (PROC_TASKS) {
-          assert.match(tid, /^\d+$/);
-          assert.equal(existsSync(`/proc/self/task/${tid}`), false, `run() rejected while thread ${tid} was still alive`);
-        }
-        assert.deepEqual(await fsp.readdir(dir), ['started'], 'the stopped thread ran no more code after its native call');
-        assert.equal(await runAny(pool, 'sleep', { ms: 5 }), 5);
+    await withTmpDir('pool', async (root) => {
+      await provoke('a stop during the native call', 5, async (i) => {
+        const dir = path.join(root, `attempt-${i}`);
+        await fsp.mkdir(dir);
+        const [started, inside, marker] = ['started', 'inside', 'marker'].map((n) => path.join(dir, n)) as [string, string, string];
+        return withPool(1, { taskTimeoutMs: 200 }, async (pool) => {
+          await runAny(pool, 'threadId', {});
+          // Asked to stop at 0.2 s; it does not answer (it never checks), so its thread is
+          // terminated once the 1 s grace is over, about 1.2 s in. The thread is inside a 3 s
+          // native call then, which termination cannot break: it exits only when the call returns.
+          const err = await rejectionOf(runAny(pool, 'blockNative', { ms: 3_000, started, inside, marker }));
+          assert.equal(err.code, 'ERR_WORKER_TIMEOUT', err.message);
+          assert.match(err.message, /its thread was terminated$/, 'the thread exited within the pool\'s exit wait');
+          if (!existsSync(inside)) return `terminated before the native call began (${(await fsp.readdir(dir)).join(', ')})`;
+          const tid = await fsp.readFile(started, 'utf8');
+          if (PROC_TASKS) {
+            assert.match(tid, /^\d+$/);
+            assert.equal(existsSync(`/proc/self/task/${tid}`), false, `run() rejected while thread ${tid} was still alive`);
+          }
+          assert.deepEqual(await fsp.readdir(dir), ['inside', 'started'], 'the stopped thread ran no more code after its native call');
+          assert.equal(await runAny(pool, 'sleep', { ms: 5 }), 5);
+          return true;
+        });
       });
     });
   });
@@ -418,18 +439,27 @@ describe('stopping a thread inside hnswlib', () => {
   });
 
   test('a task inside a long native call is terminated only once the call has returned', async () => {
-    await withTmpDir('pool', async (dir) => {
-      const marker = path.join(dir, 'marker');
-      await withPool(1, { taskTimeoutMs: 200 }, async (pool) => {
-        await runAny(pool, 'threadId', {});
-        const err = await rejectionOf(runAny(pool, 'longNativeIgnoringStop', { ms: 2_500, marker }));
-        assert.equal(err.code, 'ERR_WORKER_TIMEOUT', err.message);
-        assert.match(err.message, /its thread was terminated$/);
-        // Asked at 0.2 s, grace over at 1.2 s, but the native mark held until 2.5 s: the thread was
-        // still running when the call returned (a thread terminated meanwhile runs no more JS), and
-        // the stop request had come while it was inside the call.
-        assert.ok(existsSync(marker), 'the thread was terminated while inside the native call');
-        assert.equal(await fsp.readFile(marker, 'utf8'), 'asked to stop', 'the stop request came only after the native call (nothing was tested)');
+    await withTmpDir('pool', async (root) => {
+      await provoke('a stop request during the native call', 5, async (i) => {
+        const dir = path.join(root, `attempt-${i}`);
+        await fsp.mkdir(dir);
+        const inside = path.join(dir, 'inside');
+        const marker = path.join(dir, 'marker');
+        return withPool(1, { taskTimeoutMs: 200 }, async (pool) => {
+          await runAny(pool, 'threadId', {});
+          const err = await rejectionOf(runAny(pool, 'longNativeIgnoringStop', { ms: 2_500, inside, marker }));
+          assert.equal(err.code, 'ERR_WORKER_TIMEOUT', err.message);
+          // A task that starts after the stop request never enters the call (TaskStop.native
+          // refuses): it ends itself, and nothing was tested.
+          if (!existsSync(inside)) return `stopped before the native call began: ${err.message}`;
+          assert.match(err.message, /its thread was terminated$/);
+          // Asked at 0.2 s, grace over at 1.2 s, but the native mark held until 2.5 s: the thread
+          // was still running when the call returned (a thread terminated meanwhile runs no more JS).
+          assert.ok(existsSync(marker), 'the thread was terminated while inside the native call');
+          const said = await fsp.readFile(marker, 'utf8');
+          if (said !== 'asked to stop') return `the stop request came only after the native call (${said})`;
+          return true;
+        });
       });
     });
   });
@@ -484,8 +514,9 @@ describe('destroy', () => {
       const pool = new WorkerPool(1, { filename: FAULTY });
       try {
         await runAny(pool, 'threadId', {});
-        const running = rejectionOf(runAny(pool, 'blockNative', { ms: 3_000, started, marker: path.join(dir, 'marker') }));
-        await waitFor(() => existsSync(started), 'the task to start on its thread');
+        const inside = path.join(dir, 'inside');
+        const running = rejectionOf(runAny(pool, 'blockNative', { ms: 3_000, started, inside, marker: path.join(dir, 'marker') }));
+        await waitFor(() => existsSync(inside), 'the task to enter its native call');
         await pool.destroy();
         assert.equal((await running).code, 'ERR_DATABASE_CLOSED');
         const left = (await threads()).filter((t) => !before.has(t));

@@ -86,14 +86,22 @@ export async function spin(input: { ms: number; finished?: string }): Promise<nu
 }
 
 /**
- * Writes its thread's kernel id (or '' where there is none) to `started`, then blocks its thread
- * in native code (a synchronous child process) for `ms`, where termination cannot reach it, then
- * writes `marker`. A thread stopped meanwhile exits once the call returns, before any more
- * JavaScript runs, so the marker must never appear.
+ * A blocking call into native code for `ms` that termination cannot break: a synchronous child
+ * process, which writes `inside` as it starts, so the file shows the thread had entered the call.
  */
-export async function blockNative(input: { ms: number; started: string; marker: string }): Promise<string> {
+function nativeBlock(ms: number, inside: string): void {
+  execFileSync('sh', ['-c', ': > "$1" && sleep "$2"', 'native-block', inside, String(ms / 1000)]);
+}
+
+/**
+ * Writes its thread's kernel id (or '' where there is none) to `started`, then blocks its thread
+ * in native code for `ms` (nativeBlock: `inside` appears once it is in), then writes `marker`. A
+ * thread stopped meanwhile exits once the call returns, before any more JavaScript runs, so the
+ * marker must never appear.
+ */
+export async function blockNative(input: { ms: number; started: string; inside: string; marker: string }): Promise<string> {
   writeFileSync(input.started, String(threadKernelId() ?? ''));
-  execFileSync('sleep', [String(input.ms / 1000)]);
+  nativeBlock(input.ms, input.inside);
   writeFileSync(input.marker, 'written after the block');
   return 'finished';
 }
@@ -118,15 +126,16 @@ export async function sealStoppedMidWrite(input: { task: SealTask; after: 'exit'
 }
 
 /**
- * Marks itself inside native code for `ms` (a blocking child process stands in for a long native
- * call), writes `marker`, then ignores the stop request and spins: the pool must wait for the mark
- * to clear before it terminates the thread. Had it terminated the thread during the call, no
- * JavaScript would run after it and the marker would never appear. The marker says whether the
- * pool had asked the task to stop by the time the call returned (`asked to stop` / `not asked`).
+ * Marks itself inside native code for `ms` (nativeBlock stands in for a long native call; `inside`
+ * appears once it is in), writes `marker`, then ignores the stop request and spins: the pool must
+ * wait for the mark to clear before it terminates the thread. Had it terminated the thread during
+ * the call, no JavaScript would run after it and the marker would never appear. The marker says
+ * whether the pool had asked the task to stop by the time the call returned (`asked to stop` /
+ * `not asked`).
  */
-export async function longNativeIgnoringStop(input: { ms: number; marker: string } & Stoppable): Promise<never> {
+export async function longNativeIgnoringStop(input: { ms: number; inside: string; marker: string } & Stoppable): Promise<never> {
   const stop = TaskStop.of(input);
-  stop.native(() => execFileSync('sleep', [String(input.ms / 1000)]));
+  stop.native(() => nativeBlock(input.ms, input.inside));
   let asked = false;
   try {
     stop.check();
