@@ -775,7 +775,7 @@ describe('GC never deletes what is referenced or leased', () => {
 
       // Everything the assertions below need to have happened at least once. The run lasts
       // RACE_MS to give the races time to happen, and then until this holds: a slow machine makes
-      // it longer, never a failure (unless nothing moves for RACE_LIMIT_MS).
+      // it longer, never a failure (unless it still does not hold after RACE_LIMIT_MS).
       const enough = () => n.searches > 0 && n.writes > 0 && n.moves > 0 && n.merged > 0 && n.gcRuns > 2 &&
         deleted.some((e) => e.reason === 'replaced-segment');
       const supervisor = async () => {
