@@ -74,12 +74,16 @@ describe('cold copy round trip', () => {
         const back = path.join(dir, 'seg-1.back');
 
         process.env['STRATAVEC_DEFLATE'] = encImpl;
+        const before = performance.now();
         const enc = await encodeColdCopy({ src: raw, dest: cold });
+        const around = performance.now() - before;
         const coldBytes = await fsp.readFile(cold);
         assert.equal(enc.bytes, coldBytes.length);
         assert.equal(enc.rawBytes, rawBytes.length);
         assert.ok(enc.bytes < 0.8 * rawBytes.length, `cold copy ${enc.bytes} of ${rawBytes.length} bytes`);
-        assert.ok(enc.ms >= 0);
+        // Not a speed check: the task's own duration, on this thread's clock, lies inside the
+        // call's (a wrong unit, a wrong start time or a timestamp in its place would not).
+        assert.ok(Number.isFinite(enc.ms) && enc.ms >= 0 && enc.ms <= around, `enc.ms ${enc.ms}, the call took ${around} ms`);
 
         // The copy is a valid segment with the same header, and the raw CRCs of the source.
         const src = SegmentReader.open(rawBytes);
@@ -96,7 +100,10 @@ describe('cold copy round trip', () => {
         for (const c of enc.choices) assert.ok(c.entropy >= 0 && c.entropy <= 8);
 
         process.env['STRATAVEC_DEFLATE'] = decImpl;
+        const decBefore = performance.now();
         const dec = await decodeColdCopy({ src: cold, dest: back, expectRawCrcs: src.sections.map((s) => s.rawCrc) });
+        const decAround = performance.now() - decBefore;
+        assert.ok(Number.isFinite(dec.ms) && dec.ms >= 0 && dec.ms <= decAround, `dec.ms ${dec.ms}, the call took ${decAround} ms`);
         const backBytes = await fsp.readFile(back);
         assert.ok(backBytes.equals(rawBytes), 'restored file differs from the original');
         assert.equal(dec.bytes, rawBytes.length);

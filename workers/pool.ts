@@ -521,6 +521,11 @@ export class WorkerPool {
     const running = [...this.#active];
     for (const run of running) this.#requestStop(run, 'closing');
     await Promise.all(running.map((run) => run.done));
+    // A thread terminated for a stop may still be exiting (inside native code, it cannot exit
+    // before the call returns). piscina 5 answers an 'exit' that arrives while it is not
+    // destroying, even after its destroy() has resolved, by starting a replacement thread that
+    // nothing would ever stop: let such threads exit first.
+    await this.#awaitStoppedThreads();
     // Every thread is idle now (or already terminated), so piscina terminates none inside native code.
     const piscina = this.#piscina;
     this.#piscina = undefined;

@@ -4,7 +4,7 @@
 // `new WorkerPool(n, { filename })`; never by the engine.
 
 import { execFileSync } from 'node:child_process';
-import { promises as fsp, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, promises as fsp, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { isMainThread, threadId as ownThreadId } from 'node:worker_threads';
@@ -15,14 +15,15 @@ import { threadKernelId } from '../../workers/thread-priority.js';
 
 export * from '../../workers/tasks.js';
 
-// A slow start-up on demand, for the test that thread start-up is not billed to a task's timeout:
-// a worker thread created while this variable is set spends that long loading this module.
-const slowBootMs = Number(process.env['STRATAVEC_TEST_SLOW_BOOT_MS'] ?? 0);
-if (!isMainThread && slowBootMs > 0) {
-  const end = Date.now() + slowBootMs;
-  while (Date.now() < end) {
-    // a module that is slow to load, as hnswlib is on a loaded machine
-  }
+// A start-up held at a gate, for the test that thread start-up is not billed to a task's timeout:
+// a worker thread created while STRATAVEC_TEST_BOOT_GATE names a file does not finish loading this
+// module (so piscina does not report it ready) until that file exists. It logs `waiting <id>` and
+// then `booted <id>` to `<gate>.log`, so the test can check the order against its own lines.
+const bootGate = process.env['STRATAVEC_TEST_BOOT_GATE'];
+if (!isMainThread && bootGate !== undefined && bootGate !== '') {
+  appendFileSync(`${bootGate}.log`, `waiting ${ownThreadId}\n`);
+  while (!existsSync(bootGate)) await new Promise((resolve) => setTimeout(resolve, 10));
+  appendFileSync(`${bootGate}.log`, `booted ${ownThreadId}\n`);
 }
 
 /** The id of the thread that ran it (0 on the main thread): shows which thread a pool used. */
@@ -64,27 +65,43 @@ export async function throwAfterReturn(input: { message: string; ms: number }): 
   return 'returned';
 }
 
-/** Waits `ms` on a timer (the event loop stays free), then returns `ms`. */
-export async function sleep(input: { ms: number }): Promise<number> {
+/**
+ * Waits `ms` on a timer (the event loop stays free), then returns `ms`. Writes `started` (when
+ * given) as it begins and `finished` just before it returns, so a test can see where it got to.
+ */
+export async function sleep(input: { ms: number; started?: string; finished?: string }): Promise<number> {
+  if (input.started !== undefined) writeFileSync(input.started, 'started');
   await new Promise((resolve) => setTimeout(resolve, input.ms));
+  if (input.finished !== undefined) writeFileSync(input.finished, 'finished');
   return input.ms;
 }
 
-/** Busy-loops for `ms` without yielding: only thread termination can stop it early. */
-export async function spin(input: { ms: number }): Promise<number> {
+/** Busy-loops for `ms` without yielding (only thread termination can stop it early), then writes `finished` if given. */
+export async function spin(input: { ms: number; finished?: string }): Promise<number> {
   const end = Date.now() + input.ms;
   let x = 0;
   while (Date.now() < end) x++;
+  if (input.finished !== undefined) writeFileSync(input.finished, 'finished');
   return x > 0 ? input.ms : 0;
 }
 
 /**
- * Blocks its thread in native code (a synchronous child process) for `ms`, where termination cannot
- * reach it, then writes `marker`. A thread stopped meanwhile exits once the call returns, before
- * any more JavaScript runs, so the marker must never appear.
+ * A blocking call into native code for `ms` that termination cannot break: a synchronous child
+ * process, which writes `inside` as it starts, so the file shows the thread had entered the call.
  */
-export async function blockNative(input: { ms: number; marker: string }): Promise<string> {
-  execFileSync('sleep', [String(input.ms / 1000)]);
+function nativeBlock(ms: number, inside: string): void {
+  execFileSync('sh', ['-c', ': > "$1" && sleep "$2"', 'native-block', inside, String(ms / 1000)]);
+}
+
+/**
+ * Writes its thread's kernel id (or '' where there is none) to `started`, then blocks its thread
+ * in native code for `ms` (nativeBlock: `inside` appears once it is in), then writes `marker`. A
+ * thread stopped meanwhile exits once the call returns, before any more JavaScript runs, so the
+ * marker must never appear.
+ */
+export async function blockNative(input: { ms: number; started: string; inside: string; marker: string }): Promise<string> {
+  writeFileSync(input.started, String(threadKernelId() ?? ''));
+  nativeBlock(input.ms, input.inside);
   writeFileSync(input.marker, 'written after the block');
   return 'finished';
 }
@@ -109,14 +126,23 @@ export async function sealStoppedMidWrite(input: { task: SealTask; after: 'exit'
 }
 
 /**
- * Marks itself inside native code for `ms` (a blocking child process stands in for a long native
- * call), writes `marker`, then ignores the stop request and spins: the pool must wait for the mark
- * to clear before it terminates the thread. Had it terminated the thread during the call, no
- * JavaScript would run after it and the marker would never appear.
+ * Marks itself inside native code for `ms` (nativeBlock stands in for a long native call; `inside`
+ * appears once it is in), writes `marker`, then ignores the stop request and spins: the pool must
+ * wait for the mark to clear before it terminates the thread. Had it terminated the thread during
+ * the call, no JavaScript would run after it and the marker would never appear. The marker says
+ * whether the pool had asked the task to stop by the time the call returned (`asked to stop` /
+ * `not asked`).
  */
-export async function longNativeIgnoringStop(input: { ms: number; marker: string } & Stoppable): Promise<never> {
-  TaskStop.of(input).native(() => execFileSync('sleep', [String(input.ms / 1000)]));
-  writeFileSync(input.marker, 'ran after the native call');
+export async function longNativeIgnoringStop(input: { ms: number; inside: string; marker: string } & Stoppable): Promise<never> {
+  const stop = TaskStop.of(input);
+  stop.native(() => nativeBlock(input.ms, input.inside));
+  let asked = false;
+  try {
+    stop.check();
+  } catch {
+    asked = true;
+  }
+  writeFileSync(input.marker, asked ? 'asked to stop' : 'not asked');
   for (;;) {
     // ignores the stop request
   }
