@@ -217,14 +217,8 @@ export class CollectionCore {
     return this.#reg.list().map((s) => ({
       seg: s,
       tier: this.#migrator.tierOf(s),
-      hotBytesEstimate: this.#ctx.hot.bytesOf(s.id) ?? this.#hotEstimate(s),
+      hotBytesEstimate: this.#migrator.hotBytesEstimate(s),
     }));
-  }
-
-  /** Memory a segment would take when hot: the mapped file plus hnswlib's graph (index/hnsw.ts). */
-  #hotEstimate(s: SealedSegment): number {
-    const M = this.#reg.manifest.hnsw.M;
-    return s.rawBytes + s.meta.records * (4 * this.dimension + 8 * M + 124) + 2.6 * 1024 * 1024;
   }
 
   stats() {

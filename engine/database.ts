@@ -23,7 +23,7 @@ import { TierStats } from '../tiers/tier-stats.js';
 import { CollectionCore } from './collection-core.js';
 import type { EngineContext } from './context.js';
 import { checkTier, type Tier } from '../format/manifest.js';
-import type { MoveResult } from '../tiers/migrator.js';
+import { hotValue, type MoveResult } from '../tiers/migrator.js';
 import { Tiering } from './tiering.js';
 import { LeaseSet } from '../tiers/leases.js';
 import { Maintenance, type VerifyOptions, type VerifyReport, type GcOptions, type GcReport, type CompactOptions, type CompactReport } from './maintenance.js';
@@ -64,7 +64,10 @@ export class Database {
     const access = new AccessTracker({ clock: options.clock, halfLifeMs: options.tiering.halfLifeMs });
     this.#ctx = {
       pool,
-      hot: new HotTier(options.hotBytes),
+      hot: new HotTier(options.hotBytes, {
+        ceilingBytes: options.hotBytes * options.tiering.highWatermark,
+        valueOf: (id) => hotValue(access, id),
+      }),
       warm: new WarmTier(path.join(dir, 'collections')),
       cold: new ColdTier(store, pool, tmpDir, { minSavings: options.compressionMinSavings }),
       access,

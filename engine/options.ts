@@ -146,7 +146,7 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
   if (typeof clock.now !== 'function') throw new TypeError('clock must have a now() method');
   return {
     objectStore,
-    hotBytes: o.hotBytes === undefined ? kDefaultOptions.hotBytes : positiveInt('hotBytes', o.hotBytes, 1, Number.MAX_SAFE_INTEGER),
+    hotBytes: o.hotBytes === undefined ? kDefaultOptions.hotBytes : positiveInt('hotBytes', o.hotBytes, 0, Number.MAX_SAFE_INTEGER),
     warmBytes: o.warmBytes === undefined ? kDefaultOptions.warmBytes : positiveInt('warmBytes', o.warmBytes, 1, Number.MAX_SAFE_INTEGER),
     workers: o.workers === undefined ? os.availableParallelism() : positiveInt('workers', o.workers, 0, 256),
     segmentMaxRecords: o.segmentMaxRecords === undefined

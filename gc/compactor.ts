@@ -112,6 +112,7 @@ export class Compactor {
             path: this.#copies.localPath(seg), rows, expectRawCrcs: seg.meta.sections.map((x) => x.rawCrc),
           })),
           createdAt, seed: seq,
+          ...(this.#cat.manifest.indexes ? { indexes: this.#cat.manifest.indexes } : {}),
         });
         added = new SealedSegment({
           id, seq, records: total, deleted: [],
@@ -119,6 +120,7 @@ export class Compactor {
           tier: 'warm',
           local: { bytes: result.bytes, storedCrcs: result.sections.map((x) => x.storedCrc), codecs: result.sections.map((x) => x.codec) },
           createdAt,
+          ...(result.summary ? { summary: result.summary } : {}),
         });
       } catch (err) {
         release();

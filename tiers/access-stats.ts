@@ -41,10 +41,14 @@ interface Entry {
   hits: TierHits;
 }
 
+/** Weight of the newest sample in the warm-cost mean: about the last 10 searches count. */
+const WARM_COST_WEIGHT = 0.1;
+
 export class AccessTracker {
   readonly halfLifeMs: number;
   readonly #clock: Clock;
   readonly #entries = new Map<string, Entry>();
+  readonly #warmMs = new Map<string, number>();
 
   constructor(opts: AccessTrackerOptions) {
     if (typeof opts !== 'object' || opts === null) throw new TypeError('AccessTracker options must be an object');
@@ -97,9 +101,25 @@ export class AccessTracker {
     return h === undefined ? { hot: 0, warm: 0, cold: 0 } : { ...h };
   }
 
+  /**
+   * What one in-place (warm) search of the segment costs, as an exponentially weighted mean of the
+   * times the read path measured: the saving hot admission weighs against a load.
+   */
+  recordWarmCost(segmentId: string, ms: number): void {
+    if (!(ms >= 0)) return;
+    const prev = this.#warmMs.get(segmentId);
+    this.#warmMs.set(segmentId, prev === undefined ? ms : prev + (ms - prev) * WARM_COST_WEIGHT);
+  }
+
+  /** The segment's warm search cost in ms, or undefined when it was never searched warm. */
+  warmCost(segmentId: string): number | undefined {
+    return this.#warmMs.get(segmentId);
+  }
+
   /** Drops a segment's statistics (it was compacted away or dropped). */
   forget(segmentId: string): void {
     this.#entries.delete(segmentId);
+    this.#warmMs.delete(segmentId);
   }
 
   snapshot(segmentId: string): AccessSnapshot {

@@ -5,6 +5,7 @@
 import type { StratavecError } from '../format/errors.js';
 import type { ManifestSegment } from '../format/manifest.js';
 import type { StringTable } from '../format/segment.js';
+import type { SegmentBounds } from '../index/bounds.js';
 import type { SegmentView } from './segment-view.js';
 
 export class SealedSegment {
@@ -27,6 +28,12 @@ export class SealedSegment {
   verified: true | Promise<void> | undefined;
   /** Whether its rows are in the collection's id -> location map (false if unreadable at open). */
   indexed = false;
+  /** When it last changed tier (rehydrated, promoted, demoted; its creation until then), by the
+   *  database clock: the tiering policy leaves it where it is for a minimum residency. */
+  movedAt: number;
+  /** Where its rows lie (centroids and radii), when its file has a bounds section; kept in memory
+   *  for every tier so a search can order and skip segments without I/O. */
+  bounds: SegmentBounds | undefined;
   /** Searches reading it now; a segment compaction replaced keeps a GC lease until this is 0. */
   readers = 0;
   /** Called when `readers` drops to 0 (set when the segment is replaced while being read). */
@@ -34,6 +41,7 @@ export class SealedSegment {
 
   constructor(meta: ManifestSegment) {
     this.meta = meta;
+    this.movedAt = meta.createdAt;
     this.tomb = new Uint8Array(meta.records);
     for (const r of meta.deleted) this.kill(r);
   }
