@@ -9,6 +9,8 @@ import { StratavecError } from '../format/errors.js';
 export const MAX_M = 10000;
 /** Bounds `ef`, which sizes the candidate heaps of a search (hnswlib's and mapped-hnsw's). */
 export const MAX_EF = 1 << 20;
+/** The search-time ef of an index that does not say otherwise (hnswlib's files do not record it). */
+export const DEFAULT_EF_SEARCH = 64;
 
 /** The fields of hnswlib's saveIndex header that the structural check established. */
 export interface HnswFileInfo {

@@ -10,7 +10,7 @@ import { StratavecError, ioError } from '../format/errors.js';
 import { tempPathFor, fsyncDir } from '../format/fsutil.js';
 import { type Metric, hnswSpaceFor, isMetric } from './distance.js';
 import type { Neighbors } from './flat.js';
-import { MAX_EF, MAX_M, checkHnswIndexBytes, hnswCorrupt as corrupt, type HnswFileInfo } from './hnsw-file.js';
+import { DEFAULT_EF_SEARCH, MAX_EF, MAX_M, checkHnswIndexBytes, hnswCorrupt as corrupt, type HnswFileInfo } from './hnsw-file.js';
 
 const { HierarchicalNSW } = hnswlib;
 type NativeIndex = InstanceType<typeof HierarchicalNSW>;
@@ -35,7 +35,7 @@ export interface HnswParams {
 export type NativeCall = <T>(call: () => T) => T;
 const direct: NativeCall = (call) => call();
 
-export const DEFAULT_HNSW_PARAMS: Readonly<HnswParams> = Object.freeze({ M: 16, efConstruction: 200, efSearch: 64 });
+export const DEFAULT_HNSW_PARAMS: Readonly<HnswParams> = Object.freeze({ M: 16, efConstruction: 200, efSearch: DEFAULT_EF_SEARCH });
 
 function checkParams(params: HnswParams): void {
   const { M, efConstruction, efSearch } = params;
