@@ -11,7 +11,9 @@ import {
   DEFAULT_EF_SEARCH, HNSW_HEADER_BYTES, MAX_EF, checkHnswLevel0, checkHnswUpperLinks, hnswCorrupt, readHnswLayout,
   scanHnswUpperLevels,
 } from './hnsw-file.js';
-import { ipGeneral, ipLanes16, l2General, l2Lanes16, laneElements } from './hnswlib-kernels.js';
+import {
+  SCREEN_ABS, ipGeneral, ipLanes16, ipOne64, ipPair64, l2General, l2Lanes16, l2One64, l2Pair64, laneElements, screenError,
+} from './hnswlib-kernels.js';
 
 /**
  * How much of the section `open` reads before the first search:
@@ -32,6 +34,16 @@ export interface MappedHnswOptions {
   count: number;
   metric: Metric;
   check?: MappedHnswCheck;
+  /**
+   * true (default): distances are hnswlib's float32 values bit for bit, so every answer equals
+   * hnswlib-node's on the same graph at the same ef, ties included (on x86-64 Linux; see
+   * hnswlib-kernels.ts). For l2, candidates are screened in float64 and only those that could
+   * enter the result get the slower float32 computation; ip and cosine compute float32 always.
+   * false: float64 distances throughout (reported rounded to float32), faster for ip and cosine;
+   * answers differ from hnswlib's only where two distances are within float32 rounding of each
+   * other (test/mapped-hnsw.test.ts measures how often).
+   */
+  exact?: boolean;
 }
 
 /**
@@ -68,12 +80,25 @@ class Scratch {
   topKeys: Float64Array;
   topIds: Int32Array;
 
-  constructor(count: number) {
+  readonly q64: Float64Array;
+  /** One node's unvisited neighbours and their float64 distances. */
+  readonly batch: Int32Array;
+  readonly batchDist: Float64Array;
+
+  constructor(count: number, dim: number, maxM0: number) {
     this.visited = new Uint16Array(count);
+    this.q64 = new Float64Array(dim);
+    this.batch = new Int32Array(maxM0);
+    this.batchDist = new Float64Array(maxM0);
     this.candKeys = new Float64Array(256);
     this.candIds = new Int32Array(256);
     this.topKeys = new Float64Array(DEFAULT_EF_SEARCH + 2);
     this.topIds = new Int32Array(DEFAULT_EF_SEARCH + 2);
+  }
+
+  query(q: Float32Array): Float64Array {
+    this.q64.set(q);
+    return this.q64;
   }
 
   nextTag(): number {
@@ -183,10 +208,15 @@ export class MappedHnsw {
   readonly #upperAt: Uint32Array;
   /** Level-0 lists and labels were checked at open; the search's own checks are then redundant. */
   readonly #checkedLevel0: boolean;
+  readonly #exact: boolean;
+  /** Relative bound on |float32 distance - float64 distance| for l2 (see screenError). */
+  readonly #screenError: number;
   #scratch: Scratch | undefined;
   #busy = false;
 
   private constructor(bytes: Uint8Array, inPlace: boolean, opts: Required<MappedHnswOptions>) {
+    this.#exact = opts.exact;
+    this.#screenError = screenError(opts.dimension);
     const { dimension: dim, count, metric } = opts;
     const layout = readHnswLayout(bytes, dim, count);
     this.dim = dim;
@@ -230,6 +260,8 @@ export class MappedHnsw {
     if (opts === null || typeof opts !== 'object') throw new TypeError('options must be an object');
     const { dimension, count, metric } = opts;
     const check = opts.check ?? 'bounds';
+    const exact = opts.exact ?? true;
+    if (typeof exact !== 'boolean') throw new TypeError('exact must be a boolean');
     if (!isMetric(metric)) throw new TypeError(`unknown metric ${JSON.stringify(metric)}: expected 'l2', 'ip' or 'cosine'`);
     if (check !== 'bounds' && check !== 'full') throw new TypeError(`unknown check ${JSON.stringify(check)}: expected 'bounds' or 'full'`);
     if (!Number.isInteger(dimension) || dimension < 1) {
@@ -245,7 +277,7 @@ export class MappedHnsw {
       bytes.set(section);
       inPlace = false;
     }
-    return new MappedHnsw(bytes, inPlace, { dimension, count, metric, check });
+    return new MappedHnsw(bytes, inPlace, { dimension, count, metric, check, exact });
   }
 
   /**
@@ -283,10 +315,10 @@ export class MappedHnsw {
 
     // A filter may search this same index again; that nested search gets scratch of its own.
     const nested = this.#busy;
-    const scratch = nested ? new Scratch(this.count) : (this.#scratch ??= new Scratch(this.count));
+    const scratch = nested ? this.#newScratch() : (this.#scratch ??= this.#newScratch());
     this.#busy = true;
     try {
-      const ep = this.#descend(query);
+      const ep = this.#descend(query, scratch.query(query));
       const n = this.#searchLevel0(scratch, query, ep, Math.max(efv, kk), mode, bitmap, accept);
       return this.#answer(scratch, n, kk);
     } finally {
@@ -294,7 +326,21 @@ export class MappedHnsw {
     }
   }
 
-  /** Distance from `q` to node `id`, or some value >= bound once it is clear it is >= bound. */
+  #newScratch(): Scratch {
+    return new Scratch(this.count, this.dim, this.#maxM0);
+  }
+
+  #dataAt(id: number): number {
+    return HNSW_HEADER_BYTES / 4 + id * this.#recWords + this.#dataWords;
+  }
+
+  /** The search's distance to node `id` (float32 exact or float64 rounded), or some value >= bound once it is clear it is >= bound. */
+  #nodeDistance(q: Float32Array, q64: Float64Array, id: number, bound: number): number {
+    if (this.#exact) return this.#distance(q, id, bound);
+    return Math.fround(this.metric === 'l2' ? l2One64(q64, this.#f32, this.#dataAt(id), this.dim, bound) : ipOne64(q64, this.#f32, this.#dataAt(id), this.dim));
+  }
+
+  /** hnswlib's float32 distance from `q` to node `id`, or some value >= bound once it is clear it is >= bound. */
   #distance(q: Float32Array, id: number, bound: number): number {
     const off = HNSW_HEADER_BYTES / 4 + id * this.#recWords + this.#dataWords;
     switch (this.#kernel) {
@@ -310,10 +356,10 @@ export class MappedHnsw {
    * any strictly nearer neighbour until none is nearer, one level at a time. Every upper link was
    * checked at open, and each move strictly lowers the distance, so this ends.
    */
-  #descend(q: Float32Array): number {
+  #descend(q: Float32Array, q64: Float64Array): number {
     const u32 = this.#u32;
     let cur = this.#entry;
-    let curDist = this.#distance(q, cur, Infinity);
+    let curDist = this.#nodeDistance(q, q64, cur, Infinity);
     for (let level = this.maxLevel; level > 0; level--) {
       let changed = true;
       while (changed) {
@@ -322,7 +368,7 @@ export class MappedHnsw {
         const size = u32[at]!;
         for (let j = 1; j <= size; j++) {
           const cand = u32[at + j]!;
-          const d = this.#distance(q, cand, curDist);
+          const d = this.#nodeDistance(q, q64, cand, curDist);
           if (d < curDist) {
             curDist = d;
             cur = cand;
@@ -340,21 +386,37 @@ export class MappedHnsw {
    * are expanded like any other but never enter the top heap; the stop rule is the filtered one
    * (nearest candidate farther than the worst kept one, with ef kept), which equals the bare rule
    * when nothing is filtered.
+   *
+   * A node's unvisited neighbours are gathered first and their float64 distances computed two at
+   * a time; then they are taken in list order, exactly as hnswlib takes them. With `exact`, a
+   * neighbour whose float64 distance is past the worst kept one by more than the float32 error
+   * bound is rejected on it (hnswlib would reject it too), and every other one gets its float32
+   * distance, which is what the heaps hold.
    */
   #searchLevel0(
     s: Scratch, q: Float32Array, ep: number, ef: number, mode: number,
     bitmap: Uint8Array | undefined, accept: ((row: number) => boolean) | undefined,
   ): number {
     const u32 = this.#u32;
+    const f32 = this.#f32;
+    const dim = this.dim;
     const count = this.count;
     const recWords = this.#recWords;
+    const dataWords = this.#dataWords;
     const maxM0 = this.#maxM0;
-    const checked = this.#checkedLevel0;
+    const exact = this.#exact;
+    const l2 = this.metric === 'l2';
+    const pairs = dim % 4 === 0;
+    const screen = l2 || !exact;
+    const grow = 1 - this.#screenError; // (1 - error) * float64 distance <= float32 distance
     s.fitTop(ef);
+    const q64 = s.q64;
     const visited = s.visited;
     const tag = s.nextTag();
     const topKeys = s.topKeys;
     const topIds = s.topIds;
+    const batch = s.batch;
+    const dist = s.batchDist;
     let candKeys = s.candKeys;
     let candIds = s.candIds;
     let nTop = 0;
@@ -362,7 +424,7 @@ export class MappedHnsw {
     let lowerBound: number;
 
     if (mode === F_NONE || (mode === F_BITMAP ? bitmap![ep] === 0 : accept!(ep) === true)) {
-      const d = this.#distance(q, ep, Infinity);
+      const d = this.#nodeDistance(q, q64, ep, Infinity);
       lowerBound = d;
       heapPush(topKeys, topIds, nTop++, d, ep);
       heapPush(candKeys, candIds, nCand++, -d, ep);
@@ -379,18 +441,60 @@ export class MappedHnsw {
       heapPop(candKeys, candIds, nCand--);
 
       const rec = HNSW_HEADER_BYTES / 4 + cur * recWords;
-      // The whole word: hnswlib's count is its low 16 bits, byte 2 its delete mark (never set by
-      // build()), byte 3 unused; anything above maxM0 is not a file build() wrote.
+      // Checked on every read even after a full check at open (two compares): bytes that change
+      // under a mapping must still not send the search out of bounds. The whole word: hnswlib's
+      // count is its low 16 bits, byte 2 its delete mark (never set by build()), byte 3 unused.
       const size = u32[rec]!;
-      if (!checked && size > maxM0) throw hnswCorrupt(`node ${cur}: level-0 link header ${size} exceeds ${maxM0}`);
+      if (size > maxM0) throw hnswCorrupt(`node ${cur}: level-0 link header ${size} exceeds ${maxM0}`);
+      let nb = 0;
       for (let j = 1; j <= size; j++) {
         const id = u32[rec + j]!;
-        if (!checked && id >= count) throw hnswCorrupt(`node ${cur}: level-0 link to a missing element ${id}`);
+        if (id >= count) throw hnswCorrupt(`node ${cur}: level-0 link to a missing element ${id}`);
         if (visited[id] === tag) continue;
         visited[id] = tag;
-        const full = nTop === ef;
-        const d = this.#distance(q, id, full ? lowerBound : Infinity);
-        if (full && !(lowerBound > d)) continue;
+        batch[nb++] = id;
+      }
+      if (nb === 0) continue;
+
+      if (screen) {
+        // While the top heap is full its worst distance only falls, so a row whose partial sum
+        // reaches the bound taken now is rejected below whatever the rows before it do.
+        const bound = nTop < ef || !l2 ? Infinity : exact ? (lowerBound + SCREEN_ABS) / grow : lowerBound;
+        let i = 0;
+        if (pairs) {
+          for (; i + 1 < nb; i += 2) {
+            const a = HNSW_HEADER_BYTES / 4 + batch[i]! * recWords + dataWords;
+            const b = HNSW_HEADER_BYTES / 4 + batch[i + 1]! * recWords + dataWords;
+            if (l2) l2Pair64(q64, f32, a, b, dim, bound, dist, i);
+            else ipPair64(q64, f32, a, b, dim, dist, i);
+          }
+        }
+        for (; i < nb; i++) {
+          const a = HNSW_HEADER_BYTES / 4 + batch[i]! * recWords + dataWords;
+          dist[i] = l2 ? l2One64(q64, f32, a, dim, bound) : ipOne64(q64, f32, a, dim);
+        }
+      }
+
+      for (let i = 0; i < nb; i++) {
+        const id = batch[i]!;
+        let d: number;
+        if (!screen) {
+          d = this.#distance(q, id, Infinity);
+          if (nTop === ef && !(lowerBound > d)) continue;
+        } else if (nTop === ef) {
+          d = dist[i]!;
+          if (exact) {
+            // Only l2 is screened when exact: its float32 error is relative to the distance
+            // itself. A dot product's is relative to sum |v_i q_i|, which the distance does not bound.
+            if (d * grow - SCREEN_ABS >= lowerBound) continue;
+            d = this.#distance(q, id, Infinity);
+          } else {
+            d = Math.fround(d);
+          }
+          if (!(lowerBound > d)) continue;
+        } else {
+          d = exact ? this.#distance(q, id, Infinity) : Math.fround(dist[i]!);
+        }
         if (nCand === candKeys.length) {
           s.growCandidates();
           candKeys = s.candKeys;
