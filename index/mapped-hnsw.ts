@@ -4,6 +4,14 @@
 // read outside the section whatever the bytes say (bad bytes are ERR_SEGMENT_CORRUPT), never copy
 // the graph or load it natively, and never allocate per candidate.
 
+// How the read path uses it (warm and rehydrated-cold segments):
+//   const reader = SegmentReader.open(mapReadOnly(file, { minSize }));          // once per mapping
+//   const graph = MappedHnsw.open(reader.raw(SectionKind.hnsw), { dimension, count, metric });
+//   graph.search(query, k, ef, excluded);  // excluded: Uint8Array(count), tombstones + filter, 1 = out
+// Keep one MappedHnsw per mapped segment for as long as the mapping lives (it reuses its scratch
+// across searches and holds views on the mapping, so unmap only after dropping it); a cosine query
+// must be normalised first, exactly as for HnswIndex.search.
+
 import { StratavecError } from '../format/errors.js';
 import { type Metric, isMetric } from './distance.js';
 import type { Neighbors } from './flat.js';

@@ -477,6 +477,22 @@ describe('hostile bytes', () => {
     assert.ok(answered > 0 && refused > 0, `answered ${answered}, refused ${refused}`);
   });
 
+  test('a label that is not its row: refused at open with check full, and by a search that would return that row', async () => {
+    const g = await graph('l2', 400, 20, QUICK);
+    const q = g.queries[0]!;
+    const top = g.native.search(q, 1, 32).rows[0]!;
+    const dv = new DataView(g.bytes.buffer, g.bytes.byteOffset, g.bytes.byteLength);
+    const bad = Buffer.from(g.bytes);
+    // Swap two labels: still a permutation, which hnswlib would accept, but not what build() writes.
+    const other = (top + 1) % g.count;
+    const at = (row: number) => 96 + row * dv.getUint32(24, true) + dv.getUint32(32, true);
+    bad.writeUInt32LE(other, at(top));
+    bad.writeUInt32LE(top, at(other));
+    assert.throws(() => MappedHnsw.open(bad, { dimension: g.dim, count: g.count, metric: 'l2', check: 'full' }), hasCode('ERR_SEGMENT_CORRUPT'));
+    const m = MappedHnsw.open(bad, { dimension: g.dim, count: g.count, metric: 'l2' });
+    assert.throws(() => m.search(q, 1, 32), hasCode('ERR_SEGMENT_CORRUPT'));
+  });
+
   test('a link to a node that lacks the level, and a cycle of upper links, are refused or answered, never looped on', async () => {
     const g = await graph('l2', 1200, 37, QUICK);
     const dv = new DataView(g.bytes.buffer, g.bytes.byteOffset, g.bytes.byteLength);
