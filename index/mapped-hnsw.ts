@@ -32,7 +32,8 @@ import {
  * - `'full'`: also every level-0 list and label up front (O(section), what `checkHnswIndexBytes`
  *   does before a native load). Searches still bounds-check what they read.
  * Either way no search reads outside the section or loops forever on any bytes, and a search that
- * meets a bad link or label throws ERR_SEGMENT_CORRUPT instead of answering.
+ * meets a bad level-0 list, or a bad label on a row it would return, throws ERR_SEGMENT_CORRUPT
+ * instead of answering.
  */
 export type MappedHnswCheck = 'bounds' | 'full';
 
@@ -73,7 +74,7 @@ const F_NONE = 0;
 const F_BITMAP = 1;
 const F_CALLBACK = 2;
 
-/** hnswlib keeps an unfiltered entry point out of the result with this sentinel distance. */
+/** hnswlib queues a filtered-out entry point at this distance (float32's max): it routes, never kept. */
 const FLT_MAX = 3.4028234663852886e38;
 
 /**
@@ -214,8 +215,6 @@ export class MappedHnsw {
   readonly #entry: number;
   /** Word index of each node's level-1 list (valid where the node has upper levels). */
   readonly #upperAt: Uint32Array;
-  /** Level-0 lists and labels were checked at open; the search's own checks are then redundant. */
-  readonly #checkedLevel0: boolean;
   readonly #exact: boolean;
   /** Relative bound on |float32 distance - float64 distance| for l2 (see screenError). */
   readonly #screenError: number;
@@ -248,7 +247,6 @@ export class MappedHnsw {
     this.#upperStride = 1 + layout.maxM;
     this.#entry = layout.entryPoint;
     this.#upperAt = new Uint32Array(count);
-    this.#checkedLevel0 = opts.check === 'full';
     if (count > 0) {
       const upper = scanHnswUpperLevels(bytes, layout);
       checkHnswUpperLinks(bytes, layout, upper);
@@ -374,8 +372,11 @@ export class MappedHnsw {
         changed = false;
         const at = this.#upperAt[cur]! + (level - 1) * this.#upperStride;
         const size = u32[at]!;
+        // Checked at open; checked again (a few reads per level) in case the mapping changed since.
+        if (size >= this.#upperStride) throw hnswCorrupt(`node ${cur}: level-${level} link count ${size} exceeds ${this.#upperStride - 1}`);
         for (let j = 1; j <= size; j++) {
           const cand = u32[at + j]!;
+          if (cand >= this.count) throw hnswCorrupt(`node ${cur}: level-${level} link to a missing element ${cand}`);
           const d = this.#nodeDistance(q, q64, cand, curDist);
           if (d < curDist) {
             curDist = d;
@@ -545,14 +546,13 @@ export class MappedHnsw {
       rows[j + 1] = r;
       distances[j + 1] = d;
     }
-    if (!this.#checkedLevel0) {
-      // Rows are internal ids, because build() labels node i with row i; a label that says
-      // otherwise means the section is not what build() wrote.
-      const u32 = this.#u32;
-      for (const r of rows) {
-        const at = HNSW_HEADER_BYTES / 4 + r * this.#recWords + this.#labelWords;
-        if (u32[at] !== r || u32[at + 1] !== 0) throw hnswCorrupt(`node ${r} does not carry label ${r}`);
-      }
+    // Rows are internal ids, because build() labels node i with row i; a label that says
+    // otherwise means the section is not what build() wrote. Checked even after a full check at
+    // open, like the level-0 lists: k reads.
+    const u32 = this.#u32;
+    for (const r of rows) {
+      const at = HNSW_HEADER_BYTES / 4 + r * this.#recWords + this.#labelWords;
+      if (u32[at] !== r || u32[at + 1] !== 0) throw hnswCorrupt(`node ${r} does not carry label ${r}`);
     }
     return { rows, distances };
   }
