@@ -146,7 +146,7 @@ export function l2Pair64(q: Float64Array, v: Float32Array, a: number, b: number,
     const e0 = v[p]! - q0, e1 = v[p + 1]! - q1, e2 = v[p + 2]! - q2, e3 = v[p + 3]! - q3;
     s0 += d0 * d0; s1 += d1 * d1; s2 += d2 * d2; s3 += d3 * d3;
     t0 += e0 * e0; t1 += e1 * e1; t2 += e2 * e2; t3 += e3 * e3;
-    if ((j & 31) === 28 && (s0 + s1) + (s2 + s3) >= bound && (t0 + t1) + (t2 + t3) >= bound) break;
+    if ((j & 15) === 12 && (s0 + s1) + (s2 + s3) >= bound && (t0 + t1) + (t2 + t3) >= bound) break;
   }
   out[i] = (s0 + s1) + (s2 + s3);
   out[i + 1] = (t0 + t1) + (t2 + t3);
@@ -161,7 +161,7 @@ export function l2One64(q: Float64Array, v: Float32Array, a: number, dim: number
     const o = a + j;
     const d0 = v[o]! - q[j]!, d1 = v[o + 1]! - q[j + 1]!, d2 = v[o + 2]! - q[j + 2]!, d3 = v[o + 3]! - q[j + 3]!;
     s0 += d0 * d0; s1 += d1 * d1; s2 += d2 * d2; s3 += d3 * d3;
-    if ((j & 31) === 28 && (s0 + s1) + (s2 + s3) >= bound) return (s0 + s1) + (s2 + s3);
+    if ((j & 15) === 12 && (s0 + s1) + (s2 + s3) >= bound) return (s0 + s1) + (s2 + s3);
   }
   for (; j < dim; j++) {
     const d = v[a + j]! - q[j]!;
