@@ -1,4 +1,4 @@
-// The benchmark CLI: `node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers> [--quick] [--runs N]
+// The benchmark CLI: `node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers|mapped> [--quick] [--runs N]
 // [--json] [--dir PATH] [--sizes A,B,..] [--total N]`. Runs the benches in this process one after
 // another, progress on stderr, a table (or with --json the JSON) on stdout, and one JSON file per
 // bench under bench-results/. It owns argument parsing and output, never measurement.
@@ -12,17 +12,19 @@ import { runIngest } from './ingest.js';
 import { defaultSealParams, runSeal } from './seal.js';
 import { defaultTiersParams, runTiers } from './tiers.js';
 import { runWorkers } from './workers.js';
+import { defaultMappedParams, runMappedHnsw } from './mapped-hnsw.js';
 
-const BENCHES = ['search', 'ingest', 'seal', 'tiers', 'workers'] as const;
+const BENCHES = ['search', 'ingest', 'seal', 'tiers', 'workers', 'mapped'] as const;
 type BenchName = (typeof BENCHES)[number];
 
-const USAGE = `usage: node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers> [options]
+const USAGE = `usage: node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers|mapped> [options]
   --quick          smaller sets and fewer runs (about 3 minutes for all)
   --runs N         timed passes per measurement, median reported (default 5, 2 with --quick)
   --json           print the JSON result to stdout instead of the tables
   --dir PATH       where temporary databases go (default: the OS temp dir; must be a real disk)
   --sizes A,B,...  seal bench: segment sizes (default 10000,25000,50000,100000,200000);
-                   tiers bench: segment sizes (default 1000,2000,3000,5000,10000,25000,50000)
+                   tiers bench: segment sizes (default 1000,2000,3000,5000,10000,25000,50000);
+                   mapped bench: graph sizes (default 20000,100000; --quick 20000)
   --total N        seal bench: vectors split into segments (default 200000)`;
 
 interface Args {
@@ -109,6 +111,7 @@ async function main(): Promise<number> {
       else if (name === 'ingest') report = await runIngest(args.opts);
       else if (name === 'tiers') report = await runTiers(args.opts, defaultTiersParams(args.opts.quick, args.sizes));
       else if (name === 'workers') report = await runWorkers(args.opts);
+      else if (name === 'mapped') report = await runMappedHnsw(args.opts, defaultMappedParams(args.opts.quick, args.sizes));
       else {
         const d = defaultSealParams(args.opts.quick);
         report = await runSeal(args.opts, { sizes: args.sizes ?? d.sizes, total: args.total ?? d.total });
