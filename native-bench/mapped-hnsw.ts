@@ -11,11 +11,8 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import hnswlib from 'hnswlib-node';
-import { HnswIndex } from '../index/hnsw.js';
-import { MappedHnsw } from '../index/mapped-hnsw.js';
-import { mapReadOnly } from '../format/mapped-file.js';
-import { SectionKind, SegmentReader, encodeSegment, writeSegmentFile } from '../format/segment.js';
-import { clusteredDataset, exactKnn, recallAtK } from '../test/helpers/datasets.js';
+import { HnswIndex, MappedHnsw, mapReadOnly, SectionKind, SegmentReader, encodeSegment, writeSegmentFile } from '../engine/parts.js';
+import { clusteredDataset, exactKnn, recallAtK } from '../harness/datasets.js';
 import {
   median, progress, tempDir, removeDir, num, ratio, pct, round,
   type BenchOptions, type BenchReport, type Table,

@@ -16,7 +16,7 @@ import type { Neighbors } from '../index/flat.js';
 import { HnswIndex, checkHnswIndexBytes, type HnswParams } from '../index/hnsw.js';
 import { readHnswLayout, scanHnswUpperLevels } from '../index/hnsw-file.js';
 import { MappedHnsw, type MappedHnswOptions } from '../index/mapped-hnsw.js';
-import { clusteredDataset, exactKnn, loadSiftsmall, mulberry32, recallAtK, siftsmallSearchPath } from './helpers/datasets.js';
+import { clusteredDataset, exactKnn, loadSiftsmall, mulberry32, recallAtK, siftsmallSearchPath } from '../harness/datasets.js';
 import { hasCode, isTypeError } from './helpers/tmp.js';
 
 const tmpRoot = await fsp.mkdtemp(path.join(os.tmpdir(), 'stratavec-mapped-hnsw-'));
