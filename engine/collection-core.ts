@@ -16,7 +16,7 @@ import type { CompactionCandidate } from '../gc/compaction.js';
 import type { EngineContext } from './context.js';
 import { SegmentRegistry, type ManifestCheck } from './segment-registry.js';
 import { WritePath } from './write-path.js';
-import { ReadPath, type SearchHit, type SearchRequest, type StoredRecord } from './read-path.js';
+import { ReadPath, type ExplainResult, type SearchHit, type SearchRequest, type StoredRecord } from './read-path.js';
 import { recoverCollection } from './recovery.js';
 
 export interface SegmentInfo {
@@ -63,7 +63,7 @@ export class CollectionCore {
     this.#refs = new ReferenceSet(ctx, reg);
     this.#compactor = new Compactor(ctx, reg, this.#copies, this.#verifier, this.#refs);
     this.#writes = new WritePath(ctx, reg, this.#copies);
-    this.#reads = new ReadPath(ctx, reg, this.#verifier, this.#migrator, this.#writes);
+    this.#reads = new ReadPath(ctx, reg, this.#verifier, this.#migrator, this.#writes, ctx.searchStats);
   }
 
   /** Writes the directory of a new collection; the caller renames it into place. */
@@ -129,6 +129,10 @@ export class CollectionCore {
 
   search(req: SearchRequest): Promise<SearchHit[]> {
     return this.#reads.search(req);
+  }
+
+  explain(req: SearchRequest): Promise<ExplainResult> {
+    return this.#reads.explain(req);
   }
 
   count(): number {

@@ -28,6 +28,8 @@ import { Tiering } from './tiering.js';
 import { LeaseSet } from '../tiers/leases.js';
 import { Maintenance, type VerifyOptions, type VerifyReport, type GcOptions, type GcReport, type CompactOptions, type CompactReport } from './maintenance.js';
 import { Collection } from './collection.js';
+import { SearchStats } from './read-path.js';
+import { readFileSync } from 'node:fs';
 import { DirectoryLock } from './lock.js';
 import { fillOptions, fillIndexes, type DatabaseOptions, type FilledOptions } from './options.js';
 import type { PayloadIndexes } from '../format/payload-schema.js';
@@ -76,6 +78,7 @@ export class Database {
       tmpDir,
       options,
       nudgeTiering: () => this.tiering.nudge(),
+      searchStats: new SearchStats(),
     };
     this.tiering = new Tiering({ collections: () => this.#cores.values(), access, options });
     this.#maintenance = new Maintenance({ dir, ctx: this.#ctx, cores: () => this.#cores });
@@ -292,7 +295,7 @@ export class Database {
     const collections: Record<string, ReturnType<CollectionCore['stats']>> = {};
     const tiers = {
       hot: { ...this.#ctx.hot.stats() },
-      warm: { segments: 0, bytes: 0, budget: this.options.warmBytes, scans: 0 },
+      warm: { segments: 0, bytes: 0, budget: this.options.warmBytes, scans: 0, mappedBytes: 0 },
       cold: { segments: 0, bytes: 0, reads: 0, store: this.#ctx.cold.store.description },
     };
     for (const [name, core] of this.#cores) {
@@ -304,6 +307,7 @@ export class Database {
         } else {
           tiers.warm.segments++;
           tiers.warm.bytes += s.bytes;
+          tiers.warm.mappedBytes += s.bytes; // every local segment file is mapped while open
         }
       }
     }
@@ -315,6 +319,8 @@ export class Database {
       collections,
       tiers,
       movement: moves,
+      search: this.#ctx.searchStats.snapshot(),
+      memory: residentMemory(tiers.hot.nativeBytes, tiers.warm.mappedBytes),
       tiering: this.tiering.stats(),
       maintenance: this.#maintenance.stats(),
       workers: this.#ctx.pool.stats(),
@@ -348,4 +354,25 @@ export class Database {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/**
+ * What is resident, by kind: hot indexes in native memory, mapped segment files (their pages are
+ * the OS page cache's to keep or drop), and the process's anonymous and file-backed RSS from
+ * /proc/self/status (Linux; undefined elsewhere). Anonymous RSS is what hotBytes bounds, plus the
+ * JS heap and fixed costs; file-backed RSS is mapped pages the kernel may reclaim.
+ */
+function residentMemory(hotNativeBytes: number, mappedBytes: number) {
+  let rssAnonBytes: number | undefined;
+  let rssFileBytes: number | undefined;
+  if (process.platform === 'linux') {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const kb = (key: string) => {
+      const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status);
+      return m ? Number(m[1]) * 1024 : undefined;
+    };
+    rssAnonBytes = kb('RssAnon');
+    rssFileBytes = kb('RssFile');
+  }
+  return { hotNativeBytes, mappedBytes, rssAnonBytes, rssFileBytes, heapUsedBytes: process.memoryUsage().heapUsed };
 }

@@ -3,7 +3,7 @@
 export { Database, type CollectionOptions, type DatabaseStatus } from './database.js';
 export { Collection, type UpsertRecord, type SearchOptions, MAX_PAYLOAD_BYTES, MAX_K } from './collection.js';
 export type { SegmentInfo } from './collection-core.js';
-export type { SearchHit, StoredRecord } from './read-path.js';
+export { SEARCH_CHANNEL, type SearchHit, type StoredRecord, type ExplainResult, type SegmentTrace, type SearchHow } from './read-path.js';
 export type { SegmentCheck, CopyCheck } from '../tiers/verify.js';
 export type { CompactionResult } from '../gc/compactor.js';
 export type { ManifestCheck } from './segment-registry.js';

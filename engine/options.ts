@@ -59,6 +59,9 @@ export interface TieringOptions {
   lowWatermark?: number;
   /** Half-life of the decayed access frequency. Default 10 minutes. */
   halfLifeMs?: number;
+  /** The default policy does not demote a segment within this long of a read rehydrating it or
+   *  loading it into hot (no tier ping-pong). Default 60 s. */
+  minResidencyMs?: number;
 }
 
 /** Background maintenance (README "Maintenance"). An interval of 0 turns that loop off. */
@@ -84,7 +87,7 @@ export interface FilledOptions {
   clock: Clock;
   uploadOnSeal: boolean;
   warmScanMaxRecords: number;
-  tiering: { policy: TieringPolicy | undefined; intervalMs: number; highWatermark: number; lowWatermark: number; halfLifeMs: number };
+  tiering: { policy: TieringPolicy | undefined; intervalMs: number; highWatermark: number; lowWatermark: number; halfLifeMs: number; minResidencyMs: number };
   maintenance: Required<MaintenanceOptions>;
   compressionMinSavings: number;
   taskTimeoutMs: number;
@@ -103,7 +106,7 @@ export const kDefaultOptions = Object.freeze({
   // itself after ~4 queries; below ~2,000 its fixed cost (and ~2.6 MB of hnswlib overhead per
   // index) needs 8-36 queries. See README "Tiers".
   warmScanMaxRecords: 2_000,
-  tiering: Object.freeze({ intervalMs: 30_000, highWatermark: 0.9, lowWatermark: 0.7, halfLifeMs: 10 * 60_000 }),
+  tiering: Object.freeze({ intervalMs: 30_000, highWatermark: 0.9, lowWatermark: 0.7, halfLifeMs: 10 * 60_000, minResidencyMs: 60_000 }),
   // workers/codec.ts DEFAULT_MIN_SAVINGS: below a 10% saving, decoding costs more than the bytes.
   compressionMinSavings: 0.1,
   maintenance: Object.freeze({
@@ -192,6 +195,7 @@ function fillTiering(t: TieringOptions | undefined): FilledOptions['tiering'] {
     highWatermark: high,
     lowWatermark: low,
     halfLifeMs: o.halfLifeMs === undefined ? d.halfLifeMs : positiveInt('tiering.halfLifeMs', o.halfLifeMs, 1, Number.MAX_SAFE_INTEGER),
+    minResidencyMs: o.minResidencyMs === undefined ? d.minResidencyMs : positiveInt('tiering.minResidencyMs', o.minResidencyMs, 0, Number.MAX_SAFE_INTEGER),
   };
 }
 

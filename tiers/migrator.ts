@@ -121,7 +121,6 @@ export class Migrator {
             if (seg.meta.pinned === 'hot') this.#ctx.hot.pin(id);
           } else {
             this.#ctx.hot.delete(id);
-            if (from === 'hot') seg.movedAt = this.#ctx.options.clock.now();
           }
         }
       } catch (err) {
@@ -165,7 +164,6 @@ export class Migrator {
       await this.#cat.commit({ replace: { ...rest, tier: 'cold' } });
     });
     seg.coldIds = view.ids;
-    seg.movedAt = this.#ctx.options.clock.now();
     seg.verified = undefined;
     seg.view = undefined; // the mapping is released when the last reader drops it; unlink is safe
     await this.#ctx.warm.remove(this.#copies.localPath(seg));

@@ -28,9 +28,9 @@ export class SealedSegment {
   verified: true | Promise<void> | undefined;
   /** Whether its rows are in the collection's id -> location map (false if unreadable at open). */
   indexed = false;
-  /** When it last changed tier (rehydrated, promoted, demoted; its creation until then), by the
-   *  database clock: the tiering policy leaves it where it is for a minimum residency. */
-  movedAt: number;
+  /** When it was last brought closer (rehydrated from cold, loaded into hot), by the database
+   *  clock: the tiering policy does not demote it again within its minimum residency. */
+  movedAt: number | undefined;
   /** Where its rows lie (centroids and radii), when its file has a bounds section; kept in memory
    *  for every tier so a search can order and skip segments without I/O. */
   bounds: SegmentBounds | undefined;
@@ -41,7 +41,6 @@ export class SealedSegment {
 
   constructor(meta: ManifestSegment) {
     this.meta = meta;
-    this.movedAt = meta.createdAt;
     this.tomb = new Uint8Array(meta.records);
     for (const r of meta.deleted) this.kill(r);
   }
