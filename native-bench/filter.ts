@@ -199,7 +199,7 @@ export async function runFilter(opts: BenchOptions, p: FilterParams): Promise<Be
         columns: ['collection', 'filter', 'rows passing', 'p50', 'p99', 'p50 vs unfiltered', 'p99 vs unfiltered', 'R@10', 'queries/pass', ...(explainOn ? ['plans per query (tier/plan: segments)'] : []),
           `target (indexed p50 <= ${TARGETS.indexedP50}x, R >= ${TARGETS.indexedRecall}; plain <= ${TARGETS.plainP50}x)`],
         rows: results.map((r) => [
-          r.collection, r.condition, pct(r.passing), ms(r.p50), ms(r.p99), ratio(r.p50VsUnfiltered), ratio(r.p99VsUnfiltered), r.recall.toFixed(4), String(r.queries),
+          r.collection, r.condition, r.passing >= 0.01 ? pct(r.passing) : `${(r.passing * 100).toFixed(2)}%`, ms(r.p50), ms(r.p99), ratio(r.p50VsUnfiltered), ratio(r.p99VsUnfiltered), r.recall.toFixed(4), String(r.queries),
           ...(explainOn ? [Object.entries(r.plans ?? {}).map(([k, v]) => `${k}: ${v.toFixed(1)}`).join(', ')] : []), verdict(r),
         ]),
         notes: [

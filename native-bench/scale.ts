@@ -561,8 +561,8 @@ export async function runScale(opts: BenchOptions, p: ScaleParams): Promise<Benc
       rows: [
         [`1/10 budget: p50 <= ${TARGETS.p50VsAllHot}x all-hot p50`, ratio(targets.tenthP50), met(pass.tenthP50)],
         [`1/10 budget: p99 <= ${TARGETS.p99VsAllHot}x all-hot p99`, ratio(targets.tenthP99), met(pass.tenthP99)],
-        ['1/10 budget: 0 index loads per query once warm', targets.tenthLoads.toFixed(2), met(pass.tenthLoads)],
-        [`1/10 budget: recall within ${TARGETS.recallDelta} of all-hot`, targets.tenthRecallDelta.toFixed(4), met(pass.tenthRecall)],
+        ['1/10 budget: 0 index loads per query once warm', `${targets.tenthLoads.toFixed(2)} (warm scans/query ${tenth.perQuery['warmScans']!.toFixed(2)})`, met(pass.tenthLoads)],
+        [`1/10 budget: recall within ${TARGETS.recallDelta} of all-hot`, `${tenth.engine.recall.toFixed(4)} vs ${allHot.engine.recall.toFixed(4)}`, met(pass.tenthRecall)],
         ['1/10 budget: anon RSS <= hotBytes + 200 MB', `${mb(tenth.rss.anon)} vs ${mb(tenth.hotBytes + TARGETS.anonOverBudget)}`, met(pass.tenthAnon)],
         [`warm only: >= ${TARGETS.warmOnlyVsRaw}x raw QPS on the same segments`, `${ratio(targets.warmOnlyVsRaw)} (R@10 ${warmOnly.engine.recall.toFixed(3)} vs ${warmOnly.rawSeg.recall.toFixed(3)})`, met(pass.warmOnly)],
         [`cold first query, one segment: <= ${TARGETS.coldVsRaw}x raw GET + mmap (set for 100k rows; here ${num(p.segmentRecords)})`, ratio(targets.coldOne), met(pass.coldOne)],
