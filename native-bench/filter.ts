@@ -173,7 +173,7 @@ export async function runFilter(opts: BenchOptions, p: FilterParams): Promise<Be
           for (const q of queries.slice(0, n)) {
             const e = await cols[name].explain!(q, c.filter === undefined ? { k: K, ef: EF } : { k: K, ef: EF, filter: c.filter });
             for (const s of e.segments) {
-              const plan = `${String(s['tier'] ?? '?')}/${String(s['plan'] ?? s['how'] ?? '?')}`;
+              const plan = `${s.tier}/${s.how}`;
               plans[plan] = (plans[plan] ?? 0) + 1 / n;
             }
           }

@@ -153,7 +153,7 @@ const ops: Record<string, (a: Record<string, unknown>) => Promise<unknown>> = {
     const out: { ms: number; segments: Record<string, unknown>[] }[] = [];
     for (const q of qs) {
       const e = await col!.explain(q, { k: a['k'] as number, ef: a['ef'] as number });
-      out.push({ ms: e.ms, segments: json(e.segments) });
+      out.push({ ms: e.ms, segments: json(e.segments as unknown as Record<string, unknown>[]) });
     }
     return { available: true, queries: out };
   },
