@@ -311,9 +311,7 @@ export class ReadPath {
       push(view.scan(query, k, accept), view);
       return done('scan');
     }
-    const s0 = performance.now();
     push(view.graph().search(query, k, beam, bits ? invert(bits) : seg.deleted > 0 ? tomb : undefined), view);
-    access.recordWarmCost(seg.id, performance.now() - s0);
     this.#migrator.offerHot(seg, view);
     return done('mapped-hnsw');
   }

@@ -41,14 +41,11 @@ interface Entry {
   hits: TierHits;
 }
 
-/** Weight of the newest sample in the warm-cost mean: about the last 10 searches count. */
-const WARM_COST_WEIGHT = 0.1;
-
 export class AccessTracker {
   readonly halfLifeMs: number;
   readonly #clock: Clock;
   readonly #entries = new Map<string, Entry>();
-  readonly #warmMs = new Map<string, number>();
+  readonly #saving = new Map<string, number>();
 
   constructor(opts: AccessTrackerOptions) {
     if (typeof opts !== 'object' || opts === null) throw new TypeError('AccessTracker options must be an object');
@@ -102,24 +99,22 @@ export class AccessTracker {
   }
 
   /**
-   * What one in-place (warm) search of the segment costs, as an exponentially weighted mean of the
-   * times the read path measured: the saving hot admission weighs against a load.
+   * What serving one query of the segment from hot saves over serving it in place, in relative
+   * units (Migrator.hotSaving: a model of graph-search work, so equal segments weigh equal and
+   * timing noise cannot make the hot tier churn).
    */
-  recordWarmCost(segmentId: string, ms: number): void {
-    if (!(ms >= 0)) return;
-    const prev = this.#warmMs.get(segmentId);
-    this.#warmMs.set(segmentId, prev === undefined ? ms : prev + (ms - prev) * WARM_COST_WEIGHT);
+  setHotSaving(segmentId: string, saving: number): void {
+    if (saving >= 0) this.#saving.set(segmentId, saving);
   }
 
-  /** The segment's warm search cost in ms, or undefined when it was never searched warm. */
-  warmCost(segmentId: string): number | undefined {
-    return this.#warmMs.get(segmentId);
+  hotSaving(segmentId: string): number | undefined {
+    return this.#saving.get(segmentId);
   }
 
   /** Drops a segment's statistics (it was compacted away or dropped). */
   forget(segmentId: string): void {
     this.#entries.delete(segmentId);
-    this.#warmMs.delete(segmentId);
+    this.#saving.delete(segmentId);
   }
 
   snapshot(segmentId: string): AccessSnapshot {

@@ -204,7 +204,9 @@ export class SegmentCopies {
     if (seg.view) return Promise.resolve();
     if (seg.error) return Promise.reject(new StratavecError('ERR_SEGMENT_UNAVAILABLE', `segment ${seg.id} has no readable copy`, { cause: seg.error }));
     seg.rehydrating ??= seg.exclusive(async () => {
-      if (!seg.view) await this.rehydrate(seg);
+      if (seg.view) return;
+      await this.rehydrate(seg);
+      seg.movedAt = this.#ctx.options.clock.now(); // a read brought it in: see SealedSegment.movedAt
     }).finally(() => {
       seg.rehydrating = undefined;
     });
@@ -230,7 +232,6 @@ export class SegmentCopies {
     seg.view = this.map(seg);
     seg.verified = true; // decodeColdCopy checked every stored and raw CRC32
     seg.coldIds = undefined;
-    seg.movedAt = this.#ctx.options.clock.now();
     await fsp.rm(this.stubPath(seg), { force: true });
     this.#ctx.tierStats.rehydrated(down.ms);
     this.#ctx.tierStats.migrated('cold->warm', down.rawBytes, down.bytes);

@@ -16,20 +16,22 @@ import type { SegmentCatalog, TierContext } from './segment-catalog.js';
 import { stubKinds, type SegmentCopies } from './copies.js';
 import type { CopyVerifier } from './verify.js';
 
-/** What a hot (native) search costs against an in-place warm one on the same segment, as measured
- *  by bench:mapped (native ~2-2.5x the in-place QPS): the saving per query is the rest. */
-const HOT_COST_RATIO = 0.45;
 /** Decayed reads before a warm segment is offered to hot (the policy's promoteMinFrequency default). */
 const ADMIT_MIN_FREQUENCY = 2;
-/** A segment never searched warm is assumed to cost this much per warm search. */
-const DEFAULT_WARM_MS = 1;
 
 /**
- * What keeping a segment hot is worth now: its decayed query frequency times the ms each query
- * saves when served from hot instead of in place (the read path measures the warm cost).
+ * What one query saves when a segment is served from hot instead of in place, in relative units:
+ * a graph search does work in proportion to log(rows) x dimension, and native search does it at
+ * about twice the in-place speed (bench:mapped), so the saving is proportional to the same. A
+ * model rather than measured times: equal segments must weigh equal, or timing noise churns hot.
  */
+export function hotSaving(records: number, dimension: number): number {
+  return Math.log2(records + 1) * dimension;
+}
+
+/** What keeping a segment hot is worth now: decayed query frequency x the saving per query. */
 export function hotValue(access: AccessTracker, id: string): number {
-  return access.frequency(id) * (access.warmCost(id) ?? DEFAULT_WARM_MS) * (1 - HOT_COST_RATIO);
+  return access.frequency(id) * (access.hotSaving(id) ?? 0);
 }
 
 export interface MoveResult {
@@ -65,15 +67,16 @@ export class Migrator {
    * not there: the caller has a verified view of it.
    */
   promote(seg: SealedSegment, view: SegmentView): Promise<HotLease> {
+    this.#ctx.access.setHotSaving(seg.id, hotSaving(seg.meta.records, this.#cat.dimension));
     return this.#ctx.hot.lease(seg.id, () => this.#load(seg, view));
   }
 
-  async #load(seg: SealedSegment, view: SegmentView): Promise<HotSegment> {
+  async #load(seg: SealedSegment, view: SegmentView, byRead = false): Promise<HotSegment> {
     const t0 = performance.now();
     const index = await HnswIndex.fromBytes(view.reader.raw(SectionKind.hnsw), this.#cat.dimension, this.#cat.metric, seg.meta.records, this.#ctx.tmpDir);
     this.#ctx.tierStats.promoted(performance.now() - t0);
     this.#ctx.tierStats.migrated('warm->hot', view.size);
-    seg.movedAt = this.#ctx.options.clock.now();
+    if (byRead) seg.movedAt = this.#ctx.options.clock.now();
     return { view, index };
   }
 
@@ -86,7 +89,8 @@ export class Migrator {
   offerHot(seg: SealedSegment, view: SegmentView): boolean {
     const { hot, access } = this.#ctx;
     if (seg.error || hot.has(seg.id) || access.frequency(seg.id) < ADMIT_MIN_FREQUENCY) return false;
-    return hot.admit(seg.id, this.hotBytesEstimate(seg), () => this.#load(seg, view));
+    access.setHotSaving(seg.id, hotSaving(seg.meta.records, this.#cat.dimension));
+    return hot.admit(seg.id, this.hotBytesEstimate(seg), () => this.#load(seg, view, true));
   }
 
   /** Memory a segment takes when hot: the mapped file plus hnswlib's graph (index/hnsw.ts). */

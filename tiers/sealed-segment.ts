@@ -28,8 +28,9 @@ export class SealedSegment {
   verified: true | Promise<void> | undefined;
   /** Whether its rows are in the collection's id -> location map (false if unreadable at open). */
   indexed = false;
-  /** When it was last brought closer (rehydrated from cold, loaded into hot), by the database
-   *  clock: the tiering policy does not demote it again within its minimum residency. */
+  /** When a read last brought it closer (rehydrated it from cold, or admitted it to hot), by the
+   *  database clock: the tiering policy does not demote it again within its minimum residency.
+   *  Explicit moves (migrate, the policy's own plan) leave it alone. */
   movedAt: number | undefined;
   /** Where its rows lie (centroids and radii), when its file has a bounds section; kept in memory
    *  for every tier so a search can order and skip segments without I/O. */
