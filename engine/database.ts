@@ -25,6 +25,7 @@ import { Maintenance, type VerifyOptions, type VerifyReport, type GcOptions, typ
 import { Collection } from './collection.js';
 import { DirectoryLock } from './lock.js';
 import { fillOptions, type DatabaseOptions, type FilledOptions } from './options.js';
+import { CONFIG_FILE, configOf, isDatabase, mergeRecorded, readConfig, sameConfig, writeConfig } from './config.js';
 
 export interface CollectionOptions {
   dimension: number;
@@ -72,11 +73,15 @@ export class Database {
 
   readonly #maintenance: Maintenance;
 
-  /** Opens (creating if missing) the database in `dir`, recovering every collection. */
+  /** Opens (creating if missing, unless `create: false`) the database in `dir`, recovering every
+   *  collection. Options not given come from the recorded configuration (engine/config.ts). */
   static async open(dir: string, options: DatabaseOptions = {}): Promise<Database> {
     if (typeof dir !== 'string' || dir.length === 0) throw new TypeError('Database.open expects a directory path');
     const abs = path.resolve(dir);
-    const filled = fillOptions(abs, options);
+    const given = fillOptions(abs, options); // bad options fail before anything is touched
+    if (!given.create && !(await isDatabase(abs))) {
+      throw new StratavecError('ERR_DATABASE_NOT_FOUND', `${abs} is not a stratavec database (no ${CONFIG_FILE} or collections/ in it)`);
+    }
     try {
       await fsp.mkdir(abs, { recursive: true });
       await fsyncDir(path.dirname(abs));
@@ -85,7 +90,13 @@ export class Database {
     }
     const lock = await DirectoryLock.acquire(abs);
     let store: ObjectStore;
+    let filled: FilledOptions;
     try {
+      // Read under the lock: a concurrent first open cannot record a different store meanwhile.
+      const recorded = await readConfig(abs);
+      filled = fillOptions(abs, mergeRecorded(abs, options, recorded));
+      const config = configOf(abs, filled);
+      if (filled.recordConfig && !sameConfig(recorded, config)) await writeConfig(abs, config);
       if (typeof filled.objectStore === 'string' && filled.objectStore.startsWith('file:')) {
         await fsp.mkdir(new URL(filled.objectStore), { recursive: true });
       }

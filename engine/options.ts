@@ -3,7 +3,7 @@
 
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { StratavecError } from '../format/errors.js';
 import type { TieringPolicy } from '../tiers/policy.js';
 import { DEFAULT_WORKER_NICE, MAX_NICE } from '../workers/thread-priority.js';
@@ -46,6 +46,15 @@ export interface DatabaseOptions {
   workerNice?: number;
   /** Transfer tuning for the object store. */
   objectStoreTuning?: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
+  /** Create the database when `dir` holds none (default true). false: ERR_DATABASE_NOT_FOUND
+   *  instead, so a mistyped path never becomes an empty database (admin tools pass false). */
+  create?: boolean;
+  /** Record the options given here in `<dir>/config.json` (default true), so later opens that
+   *  omit them use them. false: they apply to this session only (README "Recorded configuration"). */
+  recordConfig?: boolean;
+  /** The database's objects were moved to `objectStore`: record the new location instead of
+   *  failing with ERR_OBJECT_STORE_MISMATCH. Default false. */
+  relocateObjectStore?: boolean;
 }
 
 export interface TieringOptions {
@@ -89,6 +98,9 @@ export interface FilledOptions {
   taskTimeoutMs: number;
   workerNice: number;
   objectStoreTuning: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
+  create: boolean;
+  recordConfig: boolean;
+  relocateObjectStore: boolean;
 }
 
 export const kDefaultOptions = Object.freeze({
@@ -133,6 +145,7 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
       if (!/^(file|s3):\/\//.test(o.objectStore)) {
         throw new StratavecError('ERR_INVALID_ARGUMENT', 'objectStore must be a file:// or s3:// URL');
       }
+      if (o.objectStore.startsWith('file:')) checkFileUrl(o.objectStore);
       objectStore = o.objectStore;
     } else if (typeof o.objectStore === 'object' && o.objectStore !== null && typeof o.objectStore.url === 'string') {
       if (!o.objectStore.url.startsWith('s3://')) throw new StratavecError('ERR_INVALID_ARGUMENT', 'objectStore.url must be an s3:// URL');
@@ -162,7 +175,19 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
     taskTimeoutMs: o.taskTimeoutMs === undefined ? 0 : positiveInt('taskTimeoutMs', o.taskTimeoutMs, 0, 24 * 3600_000),
     workerNice: o.workerNice === undefined ? DEFAULT_WORKER_NICE : positiveInt('workerNice', o.workerNice, 0, MAX_NICE),
     objectStoreTuning: { ...(o.objectStoreTuning ?? {}) },
+    create: o.create === undefined ? true : bool('create', o.create),
+    recordConfig: o.recordConfig === undefined ? true : bool('recordConfig', o.recordConfig),
+    relocateObjectStore: o.relocateObjectStore === undefined ? false : bool('relocateObjectStore', o.relocateObjectStore),
   };
+}
+
+/** `file://relative/x` parses with host `relative`: a clear error here, not a TypeError from fs. */
+function checkFileUrl(url: string): void {
+  try {
+    if (!path.isAbsolute(fileURLToPath(url))) throw new Error('not absolute');
+  } catch (err) {
+    throw new StratavecError('ERR_INVALID_ARGUMENT', `objectStore ${JSON.stringify(url)} must be file:///absolute/path (three slashes: file://x/y names host x)`, { cause: err });
+  }
 }
 
 function bool(name: string, v: unknown): boolean {
