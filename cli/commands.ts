@@ -67,7 +67,7 @@ const COMMANDS: Command[] = [
   {
     name: 'pin', args: '<dir> <segment-id> <hot|warm|cold>', options: DB_OPTIONS, run: pinCommand,
     summary: 'move a segment to a tier and pin it there (the policy leaves it be)',
-    details: 'The pin is recorded in the manifest. Pinned to hot, the segment is loaded into memory by\nthe process that serves queries when it opens the database (the CLI\'s own memory is gone\nwhen it exits).',
+    details: 'The pin is recorded in the manifest. Pinned to hot, the segment is loaded into memory by\nthe tiering policy of the process that serves queries (its next run after it opens the\ndatabase); the CLI\'s own memory is gone when it exits.',
   },
   {
     name: 'unpin', args: '<dir> <segment-id>', options: DB_OPTIONS, run: unpinCommand,
@@ -81,7 +81,7 @@ const COMMANDS: Command[] = [
       force: { type: 'boolean', help: 'also move pinned segments (they are re-pinned to the new tier)' },
     },
     summary: 'verified moves between tiers, with progress; Ctrl-C stops after the move in flight',
-    details: '--to hot pins the segment to hot (as `pin <id> hot`): hot is the memory of the process\nserving queries, which loads pinned segments when it opens the database. A pinned segment\nis refused (exit 1) unless --force.',
+    details: '--to hot pins the segment to hot (as `pin <id> hot`): hot is the memory of the process\nserving queries, whose tiering policy loads hot-pinned segments. A segment pinned to\nanother tier is refused (exit 1) unless --force.',
   },
   {
     name: 'tiering plan', args: '<dir>', options: DB_OPTIONS, run: (c) => tieringCommand(c, 'plan'),
@@ -263,7 +263,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
     process.exitCode = await main(argv, env);
   } catch (err) {
     if (err instanceof UsageError) {
-      const help = err.command ? `stratavec help ${err.command}` : 'stratavec --help';
+      const help = err.command ? `stratavec ${err.command} --help` : 'stratavec --help';
       process.stderr.write(`stratavec: ${err.message} (see ${help})\n`);
       process.exitCode = 2;
     } else if (err instanceof StratavecError) {

@@ -99,7 +99,7 @@ export async function statusCommand(ctx: Ctx): Promise<number> {
       out(`unavailable segments: ${unavailable.length === 0 ? 'none' : unavailable.join(' ')}`);
       out(`local segments without a remote copy: ${notUploaded.length === 0 ? 'none' : notUploaded.join(' ')}`);
       out(`settings: segmentMaxRecords ${o.segmentMaxRecords}, GC grace ${o.maintenance.gcGraceMs / 1000} s, watermarks ${o.tiering.lowWatermark}-${o.tiering.highWatermark}`);
-      out('hit ratios, loads and uploads pending belong to the serving process: not visible from here yet');
+      out('(hit ratios and pending uploads live in the serving process: not shown)');
     }
     return 0;
   });

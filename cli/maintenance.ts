@@ -9,8 +9,9 @@ import { out, outJson, note, bytes, duration, when, setInterruptHandler } from '
 import { withDb } from './inspect.js';
 import type { Ctx } from './commands.js';
 
-/** A segment none of whose copies was checked good: a cold segment whose store did not answer. */
-const unverified = (s: SegmentCheck) => s.status !== 'gone' && s.status !== 'unavailable' && !s.copies.some((c) => c.status === 'ok');
+/** A segment none of whose data copies was checked good: a cold segment whose store did not
+ *  answer (its id stub holds ids only, not the data). */
+const unverified = (s: SegmentCheck) => s.status !== 'gone' && s.status !== 'unavailable' && !s.copies.some((c) => c.copy !== 'stub' && c.status === 'ok');
 
 export async function verifyCommand(ctx: Ctx): Promise<number> {
   expectPositionals(ctx.command, ctx.p, []);

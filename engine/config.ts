@@ -77,12 +77,13 @@ export function storeOption(dir: string, s: RecordedStore): string | S3ObjectSto
   return typeof s === 'string' ? s : { ...s };
 }
 
-/** What identifies a store: two settings naming the same place compare equal. Region and
- *  path style are how to talk to it, not where it is. */
+/** What identifies a store: the file URL, or the bucket and prefix. Endpoint, region and path
+ *  style are how to reach it (one bucket may be reached through a proxy or another hostname),
+ *  so a change of those is recorded, not refused. */
 function storeIdentity(s: string | S3ObjectStoreOptions): string {
   const strip = (u: string) => u.replace(/\/+$/, '');
   if (typeof s === 'string') return strip(s.startsWith('file:') ? new URL(s).href : s);
-  return `${strip(s.url)} @ ${s.endpoint === undefined ? 'aws' : strip(s.endpoint)}`;
+  return strip(s.url);
 }
 
 function describeStore(s: string | S3ObjectStoreOptions): string {
