@@ -184,6 +184,7 @@ export function adminOptions(store: DatabaseOptions['objectStore'], extra: Datab
     ...extra,
     create: false,
     recordConfig: false,
+    statsIntervalMs: 0, // the serving process's published figures must not be overwritten by ours
     ...(store === undefined ? {} : { objectStore: store }),
     tiering: { ...extra.tiering, intervalMs: 0 },
     maintenance: { ...extra.maintenance, gcIntervalMs: 0, scrubIntervalMs: 0, compactIntervalMs: 0 },
@@ -267,7 +268,8 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
       process.stderr.write(`stratavec: ${err.message} (see ${help})\n`);
       process.exitCode = 2;
     } else if (err instanceof StratavecError) {
-      process.stderr.write(`stratavec: ${err.code}: ${err.message}\n`);
+      const hint = err.code === 'ERR_DATABASE_LOCKED' ? ' (`stratavec status` and `stats` show what that process publishes)' : '';
+      process.stderr.write(`stratavec: ${err.code}: ${err.message}${hint}\n`);
       process.exitCode = 1;
     } else {
       process.stderr.write(`stratavec: unexpected error: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);

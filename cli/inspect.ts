@@ -2,9 +2,9 @@
 // `segments`, `segment show`, `pin`, `unpin`. Text goes to stdout as tables in human units;
 // --json prints the same figures (raw numbers) as one document.
 
-import { StratavecError, type Database, type SegmentInfo } from '../engine/index.js';
+import { StratavecError, isStratavecError, readPublishedStats, type Database, type PublishedStats, type SegmentInfo } from '../engine/index.js';
 import { UsageError, expectPositionals, str } from './args.js';
-import { out, outJson, bytes, when, table } from './output.js';
+import { out, outJson, bytes, duration, when, table } from './output.js';
 import type { Ctx } from './commands.js';
 
 type Tier = 'hot' | 'warm' | 'cold';
@@ -12,8 +12,12 @@ const TIERS: readonly Tier[] = ['hot', 'warm', 'cold'];
 
 export async function withDb<T>(ctx: Ctx, fn: (db: Database) => Promise<T>, extra?: Parameters<Ctx['open']>[0]): Promise<T> {
   const db = await ctx.open(extra);
+  return closing(db, () => fn(db));
+}
+
+async function closing<T>(db: Database, fn: () => Promise<T>): Promise<T> {
   try {
-    return await fn(db);
+    return await fn();
   } finally {
     await db.close();
   }
@@ -45,7 +49,15 @@ function segmentRows(segs: SegmentInfo[]): string[] {
 
 export async function statusCommand(ctx: Ctx): Promise<number> {
   expectPositionals(ctx.command, ctx.p, []);
-  return withDb(ctx, async (db) => {
+  let db: Database;
+  try {
+    db = await ctx.open();
+  } catch (err) {
+    const published = await publishedIfLocked(ctx, err);
+    if (published) return printPublishedStatus(ctx, published);
+    throw err;
+  }
+  return closing(db, async () => {
     const stats = db.stats();
     const segs = allSegments(db);
     const perTier = Object.fromEntries(TIERS.map((t) => {
@@ -125,11 +137,71 @@ export async function infoCommand(ctx: Ctx): Promise<number> {
   });
 }
 
+/** Published stats of the process holding the lock, when the database is open elsewhere. */
+async function publishedIfLocked(ctx: Ctx, err: unknown): Promise<PublishedStats | undefined> {
+  if (!isStratavecError(err, 'ERR_DATABASE_LOCKED')) return undefined;
+  return readPublishedStats(ctx.dir);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function describePublished(p: PublishedStats): string {
+  const age = Math.max(0, Date.now() - p.writtenAt);
+  return `published by process ${p.pid} ${duration(age)} ago${p.open ? '' : ' at its close'}` +
+    (p.open && !alive(p.pid) ? ' (that process is gone: its last figures)' : '');
+}
+
+interface TierFigures { segments: number; bytes: number; budget?: number; hits?: number; misses?: number; loads?: number }
+
+/** `status` of a database another process has open: from what that process publishes. */
+function printPublishedStatus(ctx: Ctx, p: PublishedStats): number {
+  const s = p.stats as { collections?: Record<string, { records: number; segments: number }>; tiers?: Record<Tier, TierFigures>; movement?: { uploads?: number; uploadFailures?: number; lastRemoteError?: string } };
+  if (ctx.json) {
+    outJson({ dir: ctx.dir, source: 'published', pid: p.pid, writtenAt: p.writtenAt, open: p.open, stats: p.stats });
+    return 0;
+  }
+  out(`database ${ctx.dir}: open in another process; ${describePublished(p)}`);
+  out('');
+  const cols = Object.entries(s.collections ?? {});
+  for (const line of table(['collection', 'records', 'segments'], cols.map(([n, c]) => [n, String(c.records), String(c.segments)]), [false, true, true])) out(line);
+  out('');
+  const t = s.tiers;
+  if (t) {
+    const hot = t.hot;
+    const lookups = (hot.hits ?? 0) + (hot.misses ?? 0);
+    for (const line of table(['tier', 'segments', 'size', 'budget'], TIERS.map((name) => [name, String(t[name].segments), bytes(t[name].bytes), t[name].budget === undefined ? '-' : bytes(t[name].budget)]), [false, true, true, true])) out(line);
+    out('');
+    out(`hot hit ratio ${lookups === 0 ? '-' : `${((100 * (hot.hits ?? 0)) / lookups).toFixed(1)}%`} (${hot.hits ?? 0} hits, ${hot.misses ?? 0} misses, ${hot.loads ?? 0} loads)`);
+  }
+  if (s.movement) out(`uploads ${s.movement.uploads ?? 0}, failed ${s.movement.uploadFailures ?? 0}${s.movement.lastRemoteError ? `; last remote error: ${s.movement.lastRemoteError}` : ''}`);
+  return 0;
+}
+
 export async function statsCommand(ctx: Ctx): Promise<number> {
   expectPositionals(ctx.command, ctx.p, []);
+  // The counters that matter are the serving process's: read what it published, if anything.
+  const published = await readPublishedStats(ctx.dir);
+  if (published !== undefined) {
+    if (ctx.json) outJson({ source: 'published', pid: published.pid, writtenAt: published.writtenAt, open: published.open, stats: published.stats });
+    else {
+      out(`# ${describePublished(published)}`);
+      out(JSON.stringify(published.stats, null, 2));
+    }
+    return 0;
+  }
   return withDb(ctx, async (db) => {
-    const s = db.stats();
-    out(JSON.stringify(s, null, ctx.json ? 0 : 2));
+    if (ctx.json) outJson({ source: 'session', stats: db.stats() });
+    else {
+      out('# no published stats (statsIntervalMs): this admin session\'s own counters, which start at zero');
+      out(JSON.stringify(db.stats(), null, 2));
+    }
     return 0;
   });
 }

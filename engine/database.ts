@@ -25,7 +25,8 @@ import { Maintenance, type VerifyOptions, type VerifyReport, type GcOptions, typ
 import { Collection } from './collection.js';
 import { DirectoryLock } from './lock.js';
 import { fillOptions, type DatabaseOptions, type FilledOptions } from './options.js';
-import { CONFIG_FILE, configOf, isDatabase, mergeRecorded, readConfig, sameConfig, writeConfig } from './config.js';
+import { StatsPublisher } from './stats-file.js';
+import { CONFIG_FILE, configOf, isDatabase, mergeRecorded, readConfig, sameConfig, writeConfig, type RecordedConfig } from './config.js';
 
 export interface CollectionOptions {
   dimension: number;
@@ -69,7 +70,10 @@ export class Database {
     };
     this.tiering = new Tiering({ collections: () => this.#cores.values(), access, options });
     this.#maintenance = new Maintenance({ dir, ctx: this.#ctx, cores: () => this.#cores });
+    this.#publisher = new StatsPublisher(dir, options.statsIntervalMs, () => this.#snapshot(), () => options.clock.now());
   }
+
+  readonly #publisher: StatsPublisher;
 
   readonly #maintenance: Maintenance;
 
@@ -91,12 +95,13 @@ export class Database {
     const lock = await DirectoryLock.acquire(abs);
     let store: ObjectStore;
     let filled: FilledOptions;
+    let config: RecordedConfig | undefined; // to record once the open has succeeded
     try {
       // Read under the lock: a concurrent first open cannot record a different store meanwhile.
       const recorded = await readConfig(abs);
       filled = fillOptions(abs, mergeRecorded(abs, options, recorded));
-      const config = configOf(abs, filled);
-      if (filled.recordConfig && !sameConfig(recorded, config)) await writeConfig(abs, config);
+      config = configOf(abs, filled);
+      if (sameConfig(recorded, config) || !filled.recordConfig) config = undefined;
       if (typeof filled.objectStore === 'string' && filled.objectStore.startsWith('file:')) {
         await fsp.mkdir(new URL(filled.objectStore), { recursive: true });
       }
@@ -108,6 +113,8 @@ export class Database {
     const db = new Database(abs, filled, lock, store);
     try {
       await db.#load();
+      // Recorded only after recovery succeeded: a refused open changes nothing on disk.
+      if (config) await writeConfig(abs, config);
     } catch (err) {
       for (const core of db.#cores.values()) await core.close().catch(() => undefined); // the load error is the one to report
       await db.#ctx.pool.destroy();
@@ -118,6 +125,7 @@ export class Database {
     db.#status = 'open';
     db.tiering.start();
     db.#maintenance.start();
+    db.#publisher.start();
     return db;
   }
 
@@ -295,6 +303,10 @@ export class Database {
 
   stats() {
     this.#checkOpen();
+    return this.#snapshot();
+  }
+
+  #snapshot() {
     const collections: Record<string, ReturnType<CollectionCore['stats']>> = {};
     const tiers = {
       hot: { ...this.#ctx.hot.stats() },
@@ -341,6 +353,7 @@ export class Database {
     try {
       await this.tiering.stop();
       await this.#maintenance.stop();
+      await this.#publisher.stop();
       for (const core of this.#cores.values()) await core.close();
       this.#ctx.hot.clear();
       await this.#ctx.pool.destroy();

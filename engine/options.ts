@@ -55,6 +55,9 @@ export interface DatabaseOptions {
   /** The database's objects were moved to `objectStore`: record the new location instead of
    *  failing with ERR_OBJECT_STORE_MISMATCH. Default false. */
   relocateObjectStore?: boolean;
+  /** How often db.stats() is written to `<dir>/stats.json` for tools outside the process (the
+   *  admin CLI); 0 never. Default 10 s. */
+  statsIntervalMs?: number;
 }
 
 export interface TieringOptions {
@@ -101,6 +104,7 @@ export interface FilledOptions {
   create: boolean;
   recordConfig: boolean;
   relocateObjectStore: boolean;
+  statsIntervalMs: number;
 }
 
 export const kDefaultOptions = Object.freeze({
@@ -178,6 +182,7 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
     create: o.create === undefined ? true : bool('create', o.create),
     recordConfig: o.recordConfig === undefined ? true : bool('recordConfig', o.recordConfig),
     relocateObjectStore: o.relocateObjectStore === undefined ? false : bool('relocateObjectStore', o.relocateObjectStore),
+    statsIntervalMs: o.statsIntervalMs === undefined ? 10_000 : positiveInt('statsIntervalMs', o.statsIntervalMs, 0, 24 * 3600_000),
   };
 }
 

@@ -329,6 +329,32 @@ test('Ctrl-C during a migration finishes the move in flight, prints a summary an
   });
 });
 
+test('beside a running app: status and stats show what it publishes; commands that need the lock say so', async () => {
+  await withTmpDir('cli-running', async (dir) => {
+    const { dbDir } = await appDatabase(dir);
+    const app = track(await Database.open(dbDir, { ...QUIET, statsIntervalMs: 50 }));
+    await app.collection('docs').search(new Float32Array(DIM), { k: 3 });
+    const status = await cli(['status', dbDir, '--json']);
+    assert.equal(status.code, 0, show(status));
+    const sj = JSON.parse(status.stdout) as { source: string; pid: number; open: boolean; stats: { collections: Record<string, { records: number }> } };
+    assert.equal(sj.source, 'published');
+    assert.equal(sj.pid, process.pid);
+    assert.equal(sj.open, true);
+    assert.equal(sj.stats.collections['docs']?.records, 200);
+    const text = await cli(['status', dbDir]);
+    assert.equal(text.code, 0, show(text));
+    assert.match(text.stdout, /open in another process/);
+    const stats = await cli(['stats', dbDir, '--json']);
+    assert.equal((JSON.parse(stats.stdout) as { source: string }).source, 'published');
+    const info = await cli(['info', dbDir]);
+    assert.equal(info.code, 1, show(info));
+    assert.match(info.stderr, /ERR_DATABASE_LOCKED.*status/);
+    await app.close();
+    const last = JSON.parse(await fsp.readFile(path.join(dbDir, 'stats.json'), 'utf8')) as { open: boolean };
+    assert.equal(last.open, false, 'close() publishes a last time');
+  });
+});
+
 test('verify and gc exit non-zero when the object store is unreachable (issue 11 #3, #10)', async () => {
   const server = await startS3rver();
   try {
