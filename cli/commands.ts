@@ -7,16 +7,30 @@
 // not check a copy; 130 interrupted by Ctrl-C (after finishing the step in flight).
 
 import { createRequire } from 'node:module';
-import { Database, StratavecError, type DatabaseOptions } from '../engine/index.js';
+import type { Database, DatabaseOptions } from '../engine/index.js';
 import {
   UsageError, parseCommand, takeDir, storeOption, flag, str, parseCount,
   HELP_OPTION, JSON_OPTION, DIR_OPTION, STORE_OPTIONS, type OptionTable, type Parsed,
 } from './args.js';
 import { installProcessGuards, out, outJson, note } from './output.js';
-import { runDemo } from './demo.js';
-import { infoCommand, statusCommand, statsCommand, segmentsCommand, segmentShowCommand, pinCommand, unpinCommand } from './inspect.js';
-import { migrateCommand, tieringCommand } from './tiers.js';
-import { verifyCommand, gcCommand, compactCommand } from './maintenance.js';
+
+// The engine (native addons, the AWS SDK) loads only once the arguments are known to be good, so
+// help and usage errors answer at once.
+const inspect = () => import('./inspect.js');
+const tiers = () => import('./tiers.js');
+const maintenance = () => import('./maintenance.js');
+const statusCommand = async (c: Ctx) => (await inspect()).statusCommand(c);
+const infoCommand = async (c: Ctx) => (await inspect()).infoCommand(c);
+const statsCommand = async (c: Ctx) => (await inspect()).statsCommand(c);
+const segmentsCommand = async (c: Ctx) => (await inspect()).segmentsCommand(c);
+const segmentShowCommand = async (c: Ctx) => (await inspect()).segmentShowCommand(c);
+const pinCommand = async (c: Ctx) => (await inspect()).pinCommand(c);
+const unpinCommand = async (c: Ctx) => (await inspect()).unpinCommand(c);
+const migrateCommand = async (c: Ctx) => (await tiers()).migrateCommand(c);
+const tieringCommand = async (c: Ctx, action: 'plan' | 'apply') => (await tiers()).tieringCommand(c, action);
+const verifyCommand = async (c: Ctx) => (await maintenance()).verifyCommand(c);
+const gcCommand = async (c: Ctx) => (await maintenance()).gcCommand(c);
+const compactCommand = async (c: Ctx) => (await maintenance()).compactCommand(c);
 
 /** What a command handler gets: its parsed arguments and a way to open the database. */
 export interface Ctx {
@@ -195,6 +209,7 @@ async function demoCommand(ctx: Ctx): Promise<number> {
   const { p, command } = ctx;
   const dir = str(p, 'dir');
   const workers = str(p, 'workers');
+  const { runDemo } = await import('./demo.js');
   const summary = await runDemo({
     ...(dir === undefined ? {} : { dir }),
     ...(workers === undefined ? {} : { workers: parseCount(command, 'workers', workers, 0) }),
@@ -252,7 +267,7 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     p,
     json: flag(p, 'json'),
     dir,
-    open: (extra) => Database.open(dir, adminOptions(store, extra)),
+    open: async (extra) => (await import('../engine/index.js')).Database.open(dir, adminOptions(store, extra)),
   };
   return command.run(ctx);
 }
@@ -267,7 +282,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
       const help = err.command ? `stratavec ${err.command} --help` : 'stratavec --help';
       process.stderr.write(`stratavec: ${err.message} (see ${help})\n`);
       process.exitCode = 2;
-    } else if (err instanceof StratavecError) {
+    } else if (err instanceof (await import('../engine/index.js')).StratavecError) {
       const hint = err.code === 'ERR_DATABASE_LOCKED' ? ' (`stratavec status` and `stats` show what that process publishes)' : '';
       process.stderr.write(`stratavec: ${err.code}: ${err.message}${hint}\n`);
       process.exitCode = 1;
