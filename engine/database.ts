@@ -33,6 +33,8 @@ import { readFileSync } from 'node:fs';
 import { DirectoryLock } from './lock.js';
 import { fillOptions, fillIndexes, type DatabaseOptions, type FilledOptions } from './options.js';
 import type { PayloadIndexes } from '../format/payload-schema.js';
+import { StatsPublisher } from './stats-file.js';
+import { CONFIG_FILE, configOf, isDatabase, mergeRecorded, readConfig, sameConfig, writeConfig, type RecordedConfig } from './config.js';
 
 export interface CollectionOptions {
   dimension: number;
@@ -82,15 +84,22 @@ export class Database {
     };
     this.tiering = new Tiering({ collections: () => this.#cores.values(), access, options });
     this.#maintenance = new Maintenance({ dir, ctx: this.#ctx, cores: () => this.#cores });
+    this.#publisher = new StatsPublisher(dir, options.statsIntervalMs, () => this.#snapshot(), () => options.clock.now());
   }
+
+  readonly #publisher: StatsPublisher;
 
   readonly #maintenance: Maintenance;
 
-  /** Opens (creating if missing) the database in `dir`, recovering every collection. */
+  /** Opens (creating if missing, unless `create: false`) the database in `dir`, recovering every
+   *  collection. Options not given come from the recorded configuration (engine/config.ts). */
   static async open(dir: string, options: DatabaseOptions = {}): Promise<Database> {
     if (typeof dir !== 'string' || dir.length === 0) throw new TypeError('Database.open expects a directory path');
     const abs = path.resolve(dir);
-    const filled = fillOptions(abs, options);
+    const given = fillOptions(abs, options); // bad options fail before anything is touched
+    if (!given.create && !(await isDatabase(abs))) {
+      throw new StratavecError('ERR_DATABASE_NOT_FOUND', `${abs} is not a stratavec database (no ${CONFIG_FILE} or collections/ in it)`);
+    }
     try {
       await fsp.mkdir(abs, { recursive: true });
       await fsyncDir(path.dirname(abs));
@@ -99,7 +108,14 @@ export class Database {
     }
     const lock = await DirectoryLock.acquire(abs);
     let store: ObjectStore;
+    let filled: FilledOptions;
+    let config: RecordedConfig | undefined; // to record once the open has succeeded
     try {
+      // Read under the lock: a concurrent first open cannot record a different store meanwhile.
+      const recorded = await readConfig(abs);
+      filled = fillOptions(abs, mergeRecorded(abs, options, recorded));
+      config = configOf(abs, filled);
+      if (sameConfig(recorded, config) || !filled.recordConfig) config = undefined;
       if (typeof filled.objectStore === 'string' && filled.objectStore.startsWith('file:')) {
         await fsp.mkdir(new URL(filled.objectStore), { recursive: true });
       }
@@ -111,6 +127,8 @@ export class Database {
     const db = new Database(abs, filled, lock, store);
     try {
       await db.#load();
+      // Recorded only after recovery succeeded: a refused open changes nothing on disk.
+      if (config) await writeConfig(abs, config);
     } catch (err) {
       for (const core of db.#cores.values()) await core.close().catch(() => undefined); // the load error is the one to report
       await db.#ctx.pool.destroy();
@@ -121,6 +139,7 @@ export class Database {
     db.#status = 'open';
     db.tiering.start();
     db.#maintenance.start();
+    db.#publisher.start();
     return db;
   }
 
@@ -292,6 +311,10 @@ export class Database {
 
   stats() {
     this.#checkOpen();
+    return this.#snapshot();
+  }
+
+  #snapshot() {
     const collections: Record<string, ReturnType<CollectionCore['stats']>> = {};
     const tiers = {
       hot: { ...this.#ctx.hot.stats() },
@@ -341,6 +364,7 @@ export class Database {
     try {
       await this.tiering.stop();
       await this.#maintenance.stop();
+      await this.#publisher.stop();
       for (const core of this.#cores.values()) await core.close();
       this.#ctx.hot.clear();
       await this.#ctx.pool.destroy();

@@ -22,3 +22,4 @@ export type { DatabaseOptions, S3ObjectStoreOptions, Clock, MaintenanceOptions }
 export type { Filter, Payload } from './filter.js';
 export { StratavecError, ErrorCodes, isStratavecError, type ErrorCode } from '../format/errors.js';
 export type { Metric, HnswParams } from '../index/hnsw.js';
+export { readPublishedStats, type PublishedStats } from './stats-file.js';

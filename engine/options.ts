@@ -3,7 +3,7 @@
 
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { StratavecError } from '../format/errors.js';
 import { indexDeclarationProblem, type PayloadIndexes } from '../format/payload-schema.js';
 import type { TieringPolicy } from '../tiers/policy.js';
@@ -47,6 +47,18 @@ export interface DatabaseOptions {
   workerNice?: number;
   /** Transfer tuning for the object store. */
   objectStoreTuning?: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
+  /** Create the database when `dir` holds none (default true). false: ERR_DATABASE_NOT_FOUND
+   *  instead, so a mistyped path never becomes an empty database (admin tools pass false). */
+  create?: boolean;
+  /** Record the options given here in `<dir>/config.json` (default true), so later opens that
+   *  omit them use them. false: they apply to this session only (README "Recorded configuration"). */
+  recordConfig?: boolean;
+  /** The database's objects were moved to `objectStore`: record the new location instead of
+   *  failing with ERR_OBJECT_STORE_MISMATCH. Default false. */
+  relocateObjectStore?: boolean;
+  /** How often db.stats() is written to `<dir>/stats.json` for tools outside the process (the
+   *  admin CLI); 0 never. Default 10 s. */
+  statsIntervalMs?: number;
 }
 
 export interface TieringOptions {
@@ -93,6 +105,10 @@ export interface FilledOptions {
   taskTimeoutMs: number;
   workerNice: number;
   objectStoreTuning: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
+  create: boolean;
+  recordConfig: boolean;
+  relocateObjectStore: boolean;
+  statsIntervalMs: number;
 }
 
 export const kDefaultOptions = Object.freeze({
@@ -137,6 +153,7 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
       if (!/^(file|s3):\/\//.test(o.objectStore)) {
         throw new StratavecError('ERR_INVALID_ARGUMENT', 'objectStore must be a file:// or s3:// URL');
       }
+      if (o.objectStore.startsWith('file:')) checkFileUrl(o.objectStore);
       objectStore = o.objectStore;
     } else if (typeof o.objectStore === 'object' && o.objectStore !== null && typeof o.objectStore.url === 'string') {
       if (!o.objectStore.url.startsWith('s3://')) throw new StratavecError('ERR_INVALID_ARGUMENT', 'objectStore.url must be an s3:// URL');
@@ -166,7 +183,20 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
     taskTimeoutMs: o.taskTimeoutMs === undefined ? 0 : positiveInt('taskTimeoutMs', o.taskTimeoutMs, 0, 24 * 3600_000),
     workerNice: o.workerNice === undefined ? DEFAULT_WORKER_NICE : positiveInt('workerNice', o.workerNice, 0, MAX_NICE),
     objectStoreTuning: { ...(o.objectStoreTuning ?? {}) },
+    create: o.create === undefined ? true : bool('create', o.create),
+    recordConfig: o.recordConfig === undefined ? true : bool('recordConfig', o.recordConfig),
+    relocateObjectStore: o.relocateObjectStore === undefined ? false : bool('relocateObjectStore', o.relocateObjectStore),
+    statsIntervalMs: o.statsIntervalMs === undefined ? 10_000 : positiveInt('statsIntervalMs', o.statsIntervalMs, 0, 24 * 3600_000),
   };
+}
+
+/** `file://relative/x` parses with host `relative`: a clear error here, not a TypeError from fs. */
+function checkFileUrl(url: string): void {
+  try {
+    if (!path.isAbsolute(fileURLToPath(url))) throw new Error('not absolute');
+  } catch (err) {
+    throw new StratavecError('ERR_INVALID_ARGUMENT', `objectStore ${JSON.stringify(url)} must be file:///absolute/path (three slashes: file://x/y names host x)`, { cause: err });
+  }
 }
 
 function bool(name: string, v: unknown): boolean {
