@@ -144,9 +144,36 @@ function positiveInt(name: string, v: unknown, min: number, max: number): number
   return v;
 }
 
+/** Every key each options object takes: a misspelt key is an error, never silently ignored. */
+const KNOWN_KEYS = {
+  options: ['objectStore', 'hotBytes', 'warmBytes', 'workers', 'segmentMaxRecords', 'clock', 'uploadOnSeal', 'warmScanMaxRecords',
+    'tiering', 'maintenance', 'compressionMinSavings', 'taskTimeoutMs', 'workerNice', 'objectStoreTuning', 'create', 'recordConfig',
+    'relocateObjectStore', 'statsIntervalMs'],
+  tiering: ['policy', 'intervalMs', 'highWatermark', 'lowWatermark', 'halfLifeMs', 'minResidencyMs'],
+  maintenance: ['gcIntervalMs', 'gcGraceMs', 'scrubIntervalMs', 'scrubBytesPerSecond', 'compactIntervalMs'],
+  objectStore: ['url', 'endpoint', 'region', 'credentials', 'forcePathStyle'],
+  objectStoreTuning: ['multipartThreshold', 'partSize', 'retries', 'retryBaseMs'],
+} as const;
+
+/** Throws ERR_INVALID_ARGUMENT naming the first key of `obj` not in `known` (undefined values count too). */
+export function checkKnownKeys(what: string, obj: object, known: readonly string[]): void {
+  for (const key of Object.keys(obj)) {
+    if (known.includes(key)) continue;
+    const near = known.find((k) => k.toLowerCase() === key.toLowerCase().replace(/[-_]/g, ''));
+    throw new StratavecError('ERR_INVALID_ARGUMENT',
+      `unknown ${what} ${JSON.stringify(key)}${near ? ` (did you mean ${near}?)` : ''}; known: ${known.join(', ')}`);
+  }
+}
+
 export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
   const o = options;
+  checkKnownKeys('option', o, KNOWN_KEYS.options);
+  for (const sub of ['tiering', 'maintenance', 'objectStoreTuning'] as const) {
+    const v = o[sub];
+    if (typeof v === 'object' && v !== null) checkKnownKeys(`${sub} option`, v, KNOWN_KEYS[sub]);
+  }
+  if (typeof o.objectStore === 'object' && o.objectStore !== null) checkKnownKeys('objectStore option', o.objectStore, KNOWN_KEYS.objectStore);
   let objectStore: string | S3ObjectStoreOptions = pathToFileURL(path.join(dir, 'objects')).href;
   if (o.objectStore !== undefined) {
     if (typeof o.objectStore === 'string') {
