@@ -166,18 +166,19 @@ export class ReadPath {
   }
 
   async search(req: SearchRequest): Promise<SearchHit[]> {
-    const traced = searchChannel.hasSubscribers;
-    const out = await this.#run(req, true);
-    if (traced) searchChannel.publish({ collection: this.#reg.name, k: req.k, ms: out.ms, hits: out.hits.length, segments: out.segments });
+    const out = await this.explain(req);
+    if (searchChannel.hasSubscribers) {
+      searchChannel.publish({ collection: this.#reg.name, k: req.k, ms: out.ms, hits: out.hits.length, segments: out.segments });
+    }
     return out.hits;
   }
 
-  /** A search that reports, per segment, where it was, how it was searched or why not, and what it cost. */
-  explain(req: SearchRequest): Promise<ExplainResult> {
-    return this.#run(req, true);
-  }
-
-  async #run(req: SearchRequest, trace: boolean): Promise<ExplainResult> {
+  /**
+   * A search that reports, per segment, where it was, how it was searched or why not, and what it
+   * cost. Every search keeps this trace (a few fields per segment; the stats sum it), so explain
+   * and search are one code path.
+   */
+  async explain(req: SearchRequest): Promise<ExplainResult> {
     const t0 = performance.now();
     const { query, k, filter, includePayload } = req;
     // One snapshot of every source, taken synchronously: a seal or compaction committing while
@@ -221,7 +222,7 @@ export class ReadPath {
       return p === undefined ? { id, distance } : { id, distance, payload: src instanceof GrowingSegment ? structuredClone(p) : p };
     });
     this.#stats.add(segments);
-    return { hits, ms: performance.now() - t0, segments: trace ? segments : [], growing: { rows: growingRows, ms: growingMs } };
+    return { hits, ms: performance.now() - t0, segments, growing: { rows: growingRows, ms: growingMs } };
   }
 
   async #searchSealed(
