@@ -23,7 +23,7 @@ commands:
                               manifests; list unreferenced files; exit 3 if a problem remains
   gc <dir> [--dry-run] [--json]
                               one garbage-collection pass (mark, then delete after the grace period)
-  compact <dir> [--dry-run] [--json]
+  compact <dir> [--dry-run] [--cluster] [--json]
                               merge small segments and drop deleted rows
 
 object store options (for a database whose cold tier is not the default <dir>/objects):
@@ -33,7 +33,7 @@ object store options (for a database whose cold tier is not the default <dir>/ob
 
 A database directory can be opened by one process at a time (ERR_DATABASE_LOCKED otherwise).`;
 
-const BOOLEAN_FLAGS = new Set(['json', 'help', 'path-style', 'repair', 'dry-run']);
+const BOOLEAN_FLAGS = new Set(['json', 'help', 'path-style', 'repair', 'dry-run', 'cluster']);
 
 /** Options for an admin session: background loops stay off so only what was asked for runs. */
 export function adminOptions(args: ParsedArgs): DatabaseOptions {
@@ -133,7 +133,7 @@ async function main(argv: string[]): Promise<number> {
       const options = adminOptions(args);
       if (command === 'verify') return verifyCommand(dir, args.flags.get('repair') === true, json, options);
       const dryRun = args.flags.get('dry-run') === true;
-      return command === 'gc' ? gcCommand(dir, dryRun, json, options) : compactCommand(dir, dryRun, json, options);
+      return command === 'gc' ? gcCommand(dir, dryRun, json, options) : compactCommand(dir, dryRun, json, options, args.flags.get('cluster') === true);
     }
     default:
       throw new UsageError(`unknown command ${command}`);

@@ -1,4 +1,4 @@
-// Maintenance admin commands: `verify [--repair]`, `gc [--dry-run]`, `compact [--dry-run]`.
+// Maintenance admin commands: `verify [--repair]`, `gc [--dry-run]`, `compact [--dry-run] [--cluster]`.
 // Progress goes to stderr so `--json` output on stdout stays machine-readable. Exit code 3 when
 // verify leaves a problem behind (damaged or unavailable segments, a bad manifest), so scripts
 // can alert on it.
@@ -56,10 +56,10 @@ export async function gcCommand(dir: string, dryRun: boolean, json: boolean, opt
   }
 }
 
-export async function compactCommand(dir: string, dryRun: boolean, json: boolean, options: DatabaseOptions): Promise<number> {
+export async function compactCommand(dir: string, dryRun: boolean, json: boolean, options: DatabaseOptions, cluster = false): Promise<number> {
   const db = await Database.open(dir, options);
   try {
-    const report = await db.compact({ dryRun });
+    const report = await db.compact({ dryRun, cluster });
     if (json) {
       console.log(JSON.stringify(report));
       return 0;
@@ -70,7 +70,11 @@ export async function compactCommand(dir: string, dryRun: boolean, json: boolean
     for (const r of report.results) {
       console.log(`${r.sources.join(' + ')} -> ${r.segmentId ?? '(nothing left)'}: ${r.records} rows, ${r.droppedRows} dropped, ${r.ms.toFixed(0)} ms`);
     }
-    if (report.plans.every((p) => p.groups.length === 0)) console.log('nothing to compact');
+    for (const c of report.clusterPlans) console.log(`${c.collection}: clustering ${c.liveRows} live rows (${c.unclusteredRows} unclustered) into ~${c.regions} regions`);
+    for (const c of report.clustered) {
+      console.log(c.skipped ? `${c.collection}: ${c.skipped}` : `${c.collection}: ${c.sources.length} segments -> ${c.segmentIds.length} in ${c.regions} regions (epoch ${c.epoch}): ${c.records} rows, ${c.droppedRows} dropped, ${c.ms.toFixed(0)} ms`);
+    }
+    if (!cluster && report.plans.every((p) => p.groups.length === 0)) console.log('nothing to compact');
     return 0;
   } finally {
     await db.close();

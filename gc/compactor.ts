@@ -1,5 +1,6 @@
 // Compaction execution for one collection: merges the live rows of planned segments into one new
-// segment built in a worker, and commits one manifest version that lists it instead of them. Rows
+// segment built in a worker (or, through rewrite(), for clustering.ts, into several new segments
+// built in parallel), and commits one manifest version that lists them instead of them. Rows
 // deleted or overwritten while it runs are carried over as tombstones. The replaced segments
 // become garbage for GC. Planning (which segments) is compaction.ts; this never picks sources.
 
