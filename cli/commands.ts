@@ -125,8 +125,11 @@ const COMMANDS: Command[] = [
   },
   {
     name: 'compact', args: '<dir>', run: compactCommand,
-    options: { ...DB_OPTIONS, 'dry-run': { type: 'boolean', short: 'n', help: 'plan only; change nothing' } },
-    summary: 'merge small segments and drop deleted rows (with the recorded segmentMaxRecords)',
+    options: {
+      ...DB_OPTIONS, 'dry-run': { type: 'boolean', short: 'n', help: 'plan only; change nothing' },
+      cluster: { type: 'boolean', help: 'rewrite local segments into regions of the space (clustering compaction)' },
+    },
+    summary: 'merge small segments and drop deleted rows, or cluster them into regions (with the recorded segmentMaxRecords)',
   },
   {
     name: 'demo', args: '', needsDir: false, run: demoCommand,

@@ -1,4 +1,4 @@
-// Maintenance commands: `verify [--repair]`, `gc [--dry-run] [--grace D]`, `compact [--dry-run]`.
+// Maintenance commands: `verify [--repair]`, `gc [--dry-run] [--grace D]`, `compact [--dry-run] [--cluster]`.
 // The exit code says the same as the --json document (its `exitCode` field): verify exits 3 when
 // a problem remains or a copy could not be checked (an unreachable store is not "ok"); gc exits 1
 // when an entry failed or the store could not be listed. Progress goes to stderr.
@@ -87,8 +87,9 @@ export async function gcCommand(ctx: Ctx): Promise<number> {
 export async function compactCommand(ctx: Ctx): Promise<number> {
   expectPositionals(ctx.command, ctx.p, []);
   const dryRun = flag(ctx.p, 'dry-run');
+  const cluster = flag(ctx.p, 'cluster');
   return withDb(ctx, async (db) => {
-    const report = await db.compact({ dryRun });
+    const report = await db.compact({ dryRun, cluster });
     const skipped = report.results.filter((r) => r.skipped !== undefined).length;
     const exitCode = 0;
     if (ctx.json) {
@@ -103,7 +104,11 @@ export async function compactCommand(ctx: Ctx): Promise<number> {
         ? `${r.sources.join(' + ')}: skipped, ${r.skipped}`
         : `${r.sources.join(' + ')} -> ${r.segmentId ?? '(nothing left)'}: ${r.records} rows, ${r.droppedRows} dropped, ${duration(r.ms)}`);
     }
-    if (report.plans.every((p) => p.groups.length === 0)) out('nothing to compact');
+    for (const c of report.clusterPlans) out(`${c.collection}: clustering ${c.liveRows} live rows (${c.unclusteredRows} unclustered) into ~${c.regions} regions`);
+    for (const c of report.clustered) {
+      out(c.skipped ? `${c.collection}: ${c.skipped}` : `${c.collection}: ${c.sources.length} segments -> ${c.segmentIds.length} in ${c.regions} regions (epoch ${c.epoch}): ${c.records} rows, ${c.droppedRows} dropped, ${c.ms.toFixed(0)} ms`);
+    }
+    if (!cluster && report.plans.every((p) => p.groups.length === 0)) out('nothing to compact');
     return exitCode;
   });
 }

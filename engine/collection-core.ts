@@ -11,6 +11,8 @@ import { CopyVerifier, type SegmentCheck } from '../tiers/verify.js';
 import { Migrator, type MoveResult } from '../tiers/migrator.js';
 import type { SealedSegment } from '../tiers/sealed-segment.js';
 import { Compactor, type CompactionResult } from '../gc/compactor.js';
+import { ClusterCompactor, unclusteredRows, type ClusterOptions, type ClusterCompactionResult } from '../gc/clustering.js';
+import { currentRegion } from '../format/manifest.js';
 import { ReferenceSet, type CollectionReferences } from '../gc/references.js';
 import type { CompactionCandidate } from '../gc/compaction.js';
 import type { EngineContext } from './context.js';
@@ -34,6 +36,8 @@ export interface SegmentInfo {
   pinned: Tier | undefined;
   createdAt: number;
   status: 'ok' | 'unavailable';
+  /** The clustering region it holds (clustering compaction), undefined when unclustered. */
+  region: number | undefined;
 }
 
 /** What the tiering policy needs of one segment. */
@@ -51,6 +55,7 @@ export class CollectionCore {
   readonly #migrator: Migrator;
   readonly #refs: ReferenceSet;
   readonly #compactor: Compactor;
+  readonly #clusterer: ClusterCompactor;
   readonly #writes: WritePath;
   readonly #reads: ReadPath;
 
@@ -62,6 +67,7 @@ export class CollectionCore {
     this.#migrator = new Migrator(ctx, reg, this.#copies, this.#verifier);
     this.#refs = new ReferenceSet(ctx, reg);
     this.#compactor = new Compactor(ctx, reg, this.#copies, this.#verifier, this.#refs);
+    this.#clusterer = new ClusterCompactor(ctx, reg, this.#copies, this.#compactor, ctx.options.segmentMaxRecords);
     this.#writes = new WritePath(ctx, reg, this.#copies);
     this.#reads = new ReadPath(ctx, reg, this.#verifier, this.#migrator, this.#writes, ctx.searchStats);
   }
@@ -176,12 +182,26 @@ export class CollectionCore {
     return this.#compactor.compact(ids);
   }
 
+  /** Clustering compaction (gc/clustering.ts): every local segment rewritten into regions. */
+  cluster(opts: ClusterOptions = {}): Promise<ClusterCompactionResult> {
+    return this.#clusterer.cluster(opts);
+  }
+
+  /** Live rows of the segments clustering compaction would rewrite, and how many are unclustered. */
+  unclusteredRows(): { live: number; unclustered: number } {
+    return unclusteredRows(this.#reg);
+  }
+
   /** What compaction planning needs to know of each segment. */
   compactionCandidates(): CompactionCandidate[] {
-    return this.#reg.list().map((s) => ({
-      id: s.id, seq: s.meta.seq, records: s.meta.records, live: s.live,
-      tier: this.#migrator.tierOf(s), pinned: s.meta.pinned !== undefined, available: !s.error,
-    }));
+    return this.#reg.list().map((s) => {
+      const region = currentRegion(this.#reg.manifest, s.meta);
+      return {
+        id: s.id, seq: s.meta.seq, records: s.meta.records, live: s.live,
+        tier: this.#migrator.tierOf(s), pinned: s.meta.pinned !== undefined, available: !s.error,
+        ...(region === undefined ? {} : { region }),
+      };
+    });
   }
 
   references(): CollectionReferences {
@@ -213,6 +233,7 @@ export class CollectionCore {
       remoteBytes: s.meta.remote?.bytes,
       pinned: s.meta.pinned, createdAt: s.meta.createdAt,
       status: s.error ? 'unavailable' : 'ok',
+      region: currentRegion(this.#reg.manifest, s.meta),
     }));
   }
 

@@ -297,7 +297,8 @@ export class Database {
     return this.#maintenance.gc(options);
   }
 
-  /** Merges small segments and drops deleted rows (README "Compaction"); `dryRun` plans only. */
+  /** Merges small segments and drops deleted rows (README "Compaction"); `dryRun` plans only;
+   *  `cluster: true` rewrites every local segment into regions (README "Clustering compaction"). */
   async compact(options: CompactOptions = {}): Promise<CompactReport> {
     this.#checkOpen();
     return this.#maintenance.compact(options);

@@ -6,6 +6,7 @@ export type { SegmentInfo } from './collection-core.js';
 export { SEARCH_CHANNEL, type SearchHit, type StoredRecord, type ExplainResult, type SegmentTrace, type SearchHow } from './read-path.js';
 export type { SegmentCheck, CopyCheck } from '../tiers/verify.js';
 export type { CompactionResult } from '../gc/compactor.js';
+export type { ClusterCompactionResult } from '../gc/clustering.js';
 export type { ManifestCheck } from './segment-registry.js';
 export type { VerifyOptions, VerifyReport, GcOptions, GcReport, CompactOptions, CompactReport } from './maintenance.js';
 export type { Tier } from '../format/manifest.js';

@@ -88,6 +88,13 @@ export interface MaintenanceOptions {
   scrubBytesPerSecond?: number;
   /** How often compaction looks for small or tombstone-heavy segments. Default 10 minutes. */
   compactIntervalMs?: number;
+  /** Background clustering compaction (README "Clustering compaction"): on each compaction run, a
+   *  collection whose local segments hold at least this many unclustered live rows is clustered.
+   *  Default 0: never in the background (`db.compact({ cluster: true })` still works). */
+  clusterMinUnclusteredRows?: number;
+  /** ...and only if those are at least this fraction of its local live rows, so that a large
+   *  clustered collection is not rewritten for a few new segments. Default 0.2. */
+  clusterMinUnclusteredFraction?: number;
 }
 
 export interface FilledOptions {
@@ -131,6 +138,8 @@ export const kDefaultOptions = Object.freeze({
     scrubIntervalMs: 24 * 3600_000,
     scrubBytesPerSecond: 32 * 1024 * 1024,
     compactIntervalMs: 10 * 60_000,
+    clusterMinUnclusteredRows: 0,
+    clusterMinUnclusteredFraction: 0.2,
   }),
 });
 
@@ -261,7 +270,7 @@ function fillMaintenance(m: MaintenanceOptions | undefined): Required<Maintenanc
   const d = kDefaultOptions.maintenance;
   const o = m ?? {};
   const day = 24 * 3600_000;
-  const pick = (key: keyof MaintenanceOptions, min: number, max: number) =>
+  const pick = (key: Exclude<keyof MaintenanceOptions, 'clusterMinUnclusteredFraction'>, min: number, max: number) =>
     o[key] === undefined ? d[key] : positiveInt(`maintenance.${key}`, o[key], min, max);
   return {
     gcIntervalMs: pick('gcIntervalMs', 0, 7 * day),
@@ -269,6 +278,8 @@ function fillMaintenance(m: MaintenanceOptions | undefined): Required<Maintenanc
     scrubIntervalMs: pick('scrubIntervalMs', 0, 365 * day),
     scrubBytesPerSecond: pick('scrubBytesPerSecond', 1, Number.MAX_SAFE_INTEGER),
     compactIntervalMs: pick('compactIntervalMs', 0, 7 * day),
+    clusterMinUnclusteredRows: pick('clusterMinUnclusteredRows', 0, Number.MAX_SAFE_INTEGER),
+    clusterMinUnclusteredFraction: fraction('maintenance.clusterMinUnclusteredFraction', o.clusterMinUnclusteredFraction, d.clusterMinUnclusteredFraction, true),
   };
 }
 

@@ -122,6 +122,7 @@ export class SegmentRegistry implements SegmentCatalog {
         version: this.#manifest.version + 1,
         nextSegmentSeq: this.#nextSeq,
         walSeq: change.walSeq ?? this.#manifest.walSeq,
+        ...(change.clustering ? { clustering: change.clustering } : {}),
         segments: segs.map((s) => ({ ...(change.replace?.id === s.id ? change.replace : s.meta), deleted: s.deletedRows() })),
       };
       await writeManifest(SegmentRegistry.manifestDir(this.dir), next);
