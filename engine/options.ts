@@ -158,11 +158,12 @@ const KNOWN_KEYS = {
   options: ['objectStore', 'hotBytes', 'warmBytes', 'workers', 'segmentMaxRecords', 'clock', 'uploadOnSeal', 'warmScanMaxRecords',
     'tiering', 'maintenance', 'compressionMinSavings', 'taskTimeoutMs', 'workerNice', 'objectStoreTuning', 'create', 'recordConfig',
     'relocateObjectStore', 'statsIntervalMs'],
-  tiering: ['policy', 'intervalMs', 'highWatermark', 'lowWatermark', 'halfLifeMs', 'minResidencyMs'],
-  maintenance: ['gcIntervalMs', 'gcGraceMs', 'scrubIntervalMs', 'scrubBytesPerSecond', 'compactIntervalMs'],
+  // Derived from the defaults, so a new nested option is known the moment it has a default.
+  tiering: ['policy', ...Object.keys(kDefaultOptions.tiering)],
+  maintenance: Object.keys(kDefaultOptions.maintenance),
   objectStore: ['url', 'endpoint', 'region', 'credentials', 'forcePathStyle'],
   objectStoreTuning: ['multipartThreshold', 'partSize', 'retries', 'retryBaseMs'],
-} as const;
+};
 
 /** Throws ERR_INVALID_ARGUMENT naming the first key of `obj` not in `known` (undefined values count too). */
 export function checkKnownKeys(what: string, obj: object, known: readonly string[]): void {
