@@ -78,6 +78,8 @@ export class HotTier {
   readonly #valuation: HotValuation | undefined;
   #admissions = 0;
   #refusals = 0;
+  /** Bytes of admission loads in flight, counted against the ceiling before they land. */
+  #reserved = 0;
   /** Pinned hot segments live outside the LRU so its eviction can never touch them. */
   readonly #pinned = new Map<string, Entry>();
   #hits = 0;
@@ -184,14 +186,16 @@ export class HotTier {
    * Value-based admission. With room under the ceiling, `id` is loaded in the background. Without,
    * the least valuable unpinned residents that would make room are found; `id` comes in only if
    * its value exceeds ADMIT_MARGIN x theirs combined, and then they are dropped first. Never waits
-   * for the load; returns whether one was started. Only one admission load runs at a time.
+   * for the load; returns whether one was started. Loads into free room run side by side (their
+   * bytes are reserved while in flight); one that must displace residents waits until none is.
    */
   admit(id: string, bytes: number, load: () => Promise<HotSegment>): boolean {
     const v = this.#valuation;
-    if (!v || this.has(id) || this.#loading.size > 0 || bytes > v.ceilingBytes) return false;
-    const free = v.ceilingBytes - this.stats().bytes;
+    if (!v || this.has(id) || this.#loading.has(id) || bytes > v.ceilingBytes) return false;
+    const free = v.ceilingBytes - this.stats().bytes - this.#reserved;
     const victims: string[] = [];
     if (bytes > free) {
+      if (this.#loading.size > 0) return false;
       const residents = [...this.#cache.keys()].map((key) => ({ key, value: v.valueOf(key), bytes: this.bytesOf(key) ?? 0 }))
         .sort((a, b) => a.value - b.value || (a.key < b.key ? -1 : 1));
       let freed = 0;
@@ -212,8 +216,11 @@ export class HotTier {
       this.#evictions++;
     }
     this.#admissions++;
+    this.#reserved += bytes;
     // The lease taken by the load is released at once: the entry stays cached for later reads.
-    this.lease(id, load).then((l) => l.release(), () => undefined);
+    this.lease(id, load).then((l) => l.release(), () => undefined).finally(() => {
+      this.#reserved -= bytes;
+    });
     return true;
   }
 
