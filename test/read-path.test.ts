@@ -146,7 +146,10 @@ test(`a uniform workload over more segments than hot holds: each segment loaded 
     await settle();
     const after = db.stats().tiers.hot;
     assert.equal(after.loads, warmed.loads, `no index load once warm (seed ${SEED}): ${JSON.stringify({ warmed, after })}`);
-    assert.equal(after.evictions, 0, `no churn: nothing admitted was evicted (seed ${SEED})`);
+    assert.equal(after.evictions, warmed.evictions, `no churn once warm (seed ${SEED}): ${JSON.stringify({ warmed, after })}`);
+    // Early on frequencies differ (a few queries each), so admission may prefer one segment over
+    // a resident; what must never happen is a segment loaded twice.
+    assert.equal(after.reloads, 0, `no segment loaded twice (seed ${SEED}): ${JSON.stringify(after)}`);
     const s = db.stats().search;
     assert.ok(s.how['mapped-hnsw'] > 0 && s.how.hnsw > 0, `both hot and in-place searches served: ${JSON.stringify(s.how)}`);
     await db.close();

@@ -51,6 +51,8 @@ export interface HotTierStats {
   /** Value-based admissions started by reads, and candidates refused (not worth what they would displace). */
   admissions: number;
   refusals: number;
+  /** Loads of a segment that was loaded before in this process: churn, when it keeps growing. */
+  reloads: number;
 }
 
 /** How value-based admission weighs a segment: see `admit`. */
@@ -80,6 +82,8 @@ export class HotTier {
   #refusals = 0;
   /** Bytes of admission loads in flight, counted against the ceiling before they land. */
   #reserved = 0;
+  readonly #everLoaded = new Set<string>();
+  #reloads = 0;
   /** Pinned hot segments live outside the LRU so its eviction can never touch them. */
   readonly #pinned = new Map<string, Entry>();
   #hits = 0;
@@ -142,6 +146,8 @@ export class HotTier {
       if (!pending) {
         pending = load().then((seg) => {
           this.#loads++;
+          if (this.#everLoaded.has(id)) this.#reloads++;
+          this.#everLoaded.add(id);
           const e = new Entry(seg);
           this.#cache.set(id, e);
           // A segment larger than the whole budget is served once and not kept (lru-cache refuses it).
@@ -256,7 +262,7 @@ export class HotTier {
     return {
       segments: this.#cache.size + this.#pinned.size, bytes: this.#cache.calculatedSize + this.#pinnedBytes(), nativeBytes,
       budget: this.#cache.maxSize, hits: this.#hits, misses: this.#misses, loads: this.#loads, evictions: this.#evictions,
-      admissions: this.#admissions, refusals: this.#refusals,
+      admissions: this.#admissions, refusals: this.#refusals, reloads: this.#reloads,
     };
   }
 

@@ -8,7 +8,7 @@ import { StratavecError } from '../format/errors.js';
 import { checkTier, type Tier } from '../format/manifest.js';
 import { SectionKind } from '../format/segment.js';
 import { HnswIndex } from '../index/hnsw.js';
-import type { HotLease, HotSegment } from './hot.js';
+import { hotSegmentBytes, type HotLease, type HotSegment } from './hot.js';
 import type { AccessTracker } from './access-stats.js';
 import type { SealedSegment } from './sealed-segment.js';
 import type { SegmentView } from './segment-view.js';
@@ -48,6 +48,8 @@ export class Migrator {
   readonly #cat: SegmentCatalog;
   readonly #copies: SegmentCopies;
   readonly #verifier: CopyVerifier;
+  /** The largest hot size per row a load of this collection has shown (0 before any). */
+  #bytesPerRow = 0;
 
   constructor(ctx: TierContext, catalog: SegmentCatalog, copies: SegmentCopies, verifier: CopyVerifier) {
     this.#ctx = ctx;
@@ -77,7 +79,9 @@ export class Migrator {
     this.#ctx.tierStats.promoted(performance.now() - t0);
     this.#ctx.tierStats.migrated('warm->hot', view.size);
     if (byRead) seg.movedAt = this.#ctx.options.clock.now();
-    return { view, index };
+    const loaded = { view, index };
+    this.#bytesPerRow = Math.max(this.#bytesPerRow, hotSegmentBytes(loaded) / Math.max(1, seg.meta.records));
+    return loaded;
   }
 
   /**
@@ -98,7 +102,10 @@ export class Migrator {
     const known = this.#ctx.hot.bytesOf(seg.id);
     if (known !== undefined) return known;
     const M = this.#cat.manifest.hnsw.M;
-    return seg.rawBytes + seg.meta.records * (4 * this.#cat.dimension + 8 * M + 124) + 2.6 * 1024 * 1024;
+    const model = seg.rawBytes + seg.meta.records * (4 * this.#cat.dimension + 8 * M + 124) + 2.6 * 1024 * 1024;
+    // What loads of this collection's segments actually took, per row, when larger: admission
+    // reserves this much, so loads side by side never overshoot the budget.
+    return Math.max(model, this.#bytesPerRow * seg.meta.records);
   }
 
   /** Moves one segment to `to`, verified at every step (see the module comment). */
