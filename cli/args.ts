@@ -5,7 +5,7 @@
 import { parseArgs as nodeParseArgs } from 'node:util';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { DatabaseOptions } from '../engine/index.js';
+import type { Database, DatabaseOptions } from '../engine/index.js';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -40,6 +40,16 @@ export const STORE_OPTIONS: OptionTable = {
 export interface Parsed {
   values: Record<string, string | boolean | undefined>;
   positionals: string[];
+}
+
+/** What a command handler gets: its parsed arguments and a way to open the database. */
+export interface Ctx {
+  command: string;
+  p: Parsed;
+  json: boolean;
+  dir: string;
+  /** Opens the database for an admin session (never creates, records nothing, no loops). */
+  open(extra?: DatabaseOptions): Promise<Database>;
 }
 
 /** Parses `argv` against `table`; any parse problem is a UsageError naming `command`. */

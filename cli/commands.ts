@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import type { Database, DatabaseOptions } from '../engine/index.js';
 import {
   UsageError, parseCommand, takeDir, storeOption, flag, str, parseCount,
-  HELP_OPTION, JSON_OPTION, DIR_OPTION, STORE_OPTIONS, type OptionTable, type Parsed,
+  HELP_OPTION, JSON_OPTION, DIR_OPTION, STORE_OPTIONS, type OptionTable, type Parsed, type Ctx,
 } from './args.js';
 import { installProcessGuards, out, outJson, note } from './output.js';
 
@@ -32,15 +32,6 @@ const verifyCommand = async (c: Ctx) => (await maintenance()).verifyCommand(c);
 const gcCommand = async (c: Ctx) => (await maintenance()).gcCommand(c);
 const compactCommand = async (c: Ctx) => (await maintenance()).compactCommand(c);
 
-/** What a command handler gets: its parsed arguments and a way to open the database. */
-export interface Ctx {
-  command: string;
-  p: Parsed;
-  json: boolean;
-  dir: string;
-  /** Opens the database for an admin session (never creates, records nothing, no loops). */
-  open(extra?: DatabaseOptions): Promise<Database>;
-}
 
 interface Command {
   /** e.g. `migrate`, or `tiering plan` for a two-word command. */

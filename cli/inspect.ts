@@ -5,7 +5,7 @@
 import { StratavecError, isStratavecError, readPublishedStats, type Database, type PublishedStats, type SegmentInfo } from '../engine/index.js';
 import { UsageError, expectPositionals, str } from './args.js';
 import { out, outJson, bytes, duration, when, table } from './output.js';
-import type { Ctx } from './commands.js';
+import type { Ctx } from './args.js';
 
 type Tier = 'hot' | 'warm' | 'cold';
 const TIERS: readonly Tier[] = ['hot', 'warm', 'cold'];

@@ -7,7 +7,7 @@ import type { SegmentCheck } from '../engine/index.js';
 import { flag, str, parseDuration, expectPositionals } from './args.js';
 import { out, outJson, note, bytes, duration, when, setInterruptHandler } from './output.js';
 import { withDb } from './inspect.js';
-import type { Ctx } from './commands.js';
+import type { Ctx } from './args.js';
 
 /** A segment none of whose data copies was checked good: a cold segment whose store did not
  *  answer (its id stub holds ids only, not the data). */

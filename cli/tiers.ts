@@ -8,7 +8,7 @@ import { StratavecError, type Database, type SegmentInfo } from '../engine/index
 import { UsageError, expectPositionals, flag, str } from './args.js';
 import { out, outJson, note, bytes, duration, interrupted, Progress } from './output.js';
 import { withDb } from './inspect.js';
-import type { Ctx } from './commands.js';
+import type { Ctx } from './args.js';
 
 type Tier = 'hot' | 'warm' | 'cold';
 

@@ -3,7 +3,7 @@
 
 import type { TierContext } from '../tiers/segment-catalog.js';
 import type { FilledOptions } from './options.js';
-import type { SearchStats } from './read-path.js';
+import type { SearchStats } from './search-stats.js';
 
 export interface EngineContext extends TierContext {
   options: FilledOptions;

@@ -28,7 +28,7 @@ import { Tiering } from './tiering.js';
 import { LeaseSet } from '../tiers/leases.js';
 import { Maintenance, type VerifyOptions, type VerifyReport, type GcOptions, type GcReport, type CompactOptions, type CompactReport } from './maintenance.js';
 import { Collection } from './collection.js';
-import { SearchStats } from './read-path.js';
+import { SearchStats } from './search-stats.js';
 import { readFileSync } from 'node:fs';
 import { DirectoryLock } from './lock.js';
 import { fillOptions, fillIndexes, type DatabaseOptions, type FilledOptions } from './options.js';

@@ -22,6 +22,9 @@ import { GrowingSegment } from './growing.js';
 import type { SegmentRegistry } from './segment-registry.js';
 import type { WritePath } from './write-path.js';
 import type { Payload } from './filter.js';
+import type { SearchHow, SearchStats, SegmentTrace } from './search-stats.js';
+
+export type { SearchHow, SegmentTrace } from './search-stats.js';
 
 export interface SearchHit {
   id: string;
@@ -50,32 +53,6 @@ export interface SearchRequest {
   probe: number | undefined;
 }
 
-/**
- * How one sealed segment took part in a search:
- * hnsw: the native index in memory (hot); mapped-hnsw: the graph searched in place in the mapped
- * file (warm, or cold just rehydrated); scan: exact distances over every live row; rows: exact
- * distances over the rows a filter passed (selective filters); pruned: its bound could not beat the
- * k-th result; no-match: its payload summary or the filter's bitmap left no row; skipped: outside
- * the probe limit or the tiers asked for.
- */
-export type SearchHow = 'hnsw' | 'mapped-hnsw' | 'scan' | 'rows' | 'pruned' | 'no-match' | 'skipped';
-
-export interface SegmentTrace {
-  id: string;
-  /** Where it was when the search reached it. */
-  tier: Tier;
-  how: SearchHow;
-  ms: number;
-  /** Rehydrated from the object store for this search. */
-  loaded: boolean;
-  /** Bytes downloaded for it by this search. */
-  bytesFetched: number;
-  /** Lower bound of its distance to the query (-Infinity without bounds). */
-  bound: number;
-  /** Rows a filter passed, when there is a filter and the segment was evaluated. */
-  passing?: number;
-}
-
 export interface ExplainResult {
   hits: SearchHit[];
   ms: number;
@@ -83,29 +60,6 @@ export interface ExplainResult {
   segments: SegmentTrace[];
   /** Unsealed rows searched exactly in memory. */
   growing: { rows: number; ms: number };
-}
-
-/** Counters of every search of the database (db.stats().search): explain's figures, summed. */
-export class SearchStats {
-  searches = 0;
-  segmentsConsidered = 0;
-  readonly how: Record<SearchHow, number> = { hnsw: 0, 'mapped-hnsw': 0, scan: 0, rows: 0, pruned: 0, 'no-match': 0, skipped: 0 };
-  rehydrations = 0;
-  bytesFetched = 0;
-
-  add(segments: readonly SegmentTrace[]): void {
-    this.searches++;
-    this.segmentsConsidered += segments.length;
-    for (const s of segments) {
-      this.how[s.how]++;
-      if (s.loaded) this.rehydrations++;
-      this.bytesFetched += s.bytesFetched;
-    }
-  }
-
-  snapshot() {
-    return { searches: this.searches, segmentsConsidered: this.segmentsConsidered, how: { ...this.how }, rehydrations: this.rehydrations, bytesFetched: this.bytesFetched };
-  }
 }
 
 /** `node:diagnostics_channel` channel with one message per search: { collection, k, ms, hits, segments }. */
