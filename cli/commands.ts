@@ -7,10 +7,10 @@
 // not check a copy; 130 interrupted by Ctrl-C (after finishing the step in flight).
 
 import { createRequire } from 'node:module';
-import type { Database, DatabaseOptions } from '../engine/index.js';
+import type { DatabaseOptions } from '../engine/index.js';
 import {
   UsageError, parseCommand, takeDir, storeOption, flag, str, parseCount,
-  HELP_OPTION, JSON_OPTION, DIR_OPTION, STORE_OPTIONS, type OptionTable, type Parsed, type Ctx,
+  HELP_OPTION, JSON_OPTION, DIR_OPTION, STORE_OPTIONS, type OptionTable, type Ctx,
 } from './args.js';
 import { installProcessGuards, out, outJson, note } from './output.js';
 

@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { flatSearch } from '../index/flat.js';
+import { seededRandom } from '../index/kmeans.js';
 import type { Metric } from '../index/distance.js';
 
 export interface VecFile<T extends Float32Array | Int32Array> {
@@ -103,17 +104,8 @@ export function loadSiftsmall(): Siftsmall | undefined {
   };
 }
 
-/** A small, fast, seedable PRNG (uniform in [0, 1)); not for anything but tests. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A small, fast, seedable PRNG (uniform in [0, 1)): the one k-means seeds itself with. */
+export const mulberry32: (seed: number) => () => number = seededRandom;
 
 /** Standard normal draws from a uniform source (Box-Muller, both outputs used). */
 export function gaussian(rand: () => number): () => number {

@@ -6,10 +6,8 @@
 // CRC-checked against the manifest first, as compaction does. It writes nothing.
 
 import { StratavecError } from '../format/errors.js';
-import { mapReadOnly } from '../format/mapped-file.js';
-import { SegmentReader, HEADER_SIZE, TRAILER_SIZE } from '../format/segment.js';
 import { assign, kmeans, seededRandom, MAX_K } from '../index/kmeans.js';
-import type { CompactSource } from './compact.js';
+import { openCheckedSource, type CompactSource } from './compact.js';
 import { TaskStop } from './task-stop.js';
 
 export interface ClusterPlanTask {
@@ -56,12 +54,7 @@ export async function clusterPlan(task: ClusterPlanTask, stop: TaskStop = TaskSt
   const vecs: Float32Array[] = [];
   for (const src of task.sources) {
     stop.check();
-    const reader = SegmentReader.open(mapReadOnly(src.path, { minSize: HEADER_SIZE + TRAILER_SIZE, sequential: true }));
-    reader.verifyAll();
-    const secs = reader.sections;
-    if (secs.length !== src.expectRawCrcs.length || secs.some((s, i) => s.rawCrc !== src.expectRawCrcs[i])) {
-      throw new StratavecError('ERR_SEGMENT_CORRUPT', `clustering source ${src.path}: sections differ from the manifest`);
-    }
+    const reader = openCheckedSource(src, 'clustering');
     if (reader.header.dimension !== dim) throw new StratavecError('ERR_SEGMENT_CORRUPT', `clustering source ${src.path} has dimension ${reader.header.dimension}, expected ${dim}`);
     const count = reader.header.count;
     for (const r of src.rows) if (r >= count) throw new RangeError(`clustering source ${src.path}: row ${r} of ${count}`);

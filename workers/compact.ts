@@ -22,6 +22,20 @@ export interface CompactTask extends SegmentTarget {
   sources: CompactSource[];
 }
 
+/**
+ * Maps a source segment file and CRC-checks every section against the manifest's raw CRC32s
+ * before any of it is used. `what` names the task in the error.
+ */
+export function openCheckedSource(src: CompactSource, what: string): SegmentReader {
+  const reader = SegmentReader.open(mapReadOnly(src.path, { minSize: HEADER_SIZE + TRAILER_SIZE, sequential: true }));
+  reader.verifyAll();
+  const secs = reader.sections;
+  if (secs.length !== src.expectRawCrcs.length || secs.some((s, i) => s.rawCrc !== src.expectRawCrcs[i])) {
+    throw new StratavecError('ERR_SEGMENT_CORRUPT', `${what} source ${src.path}: sections differ from the manifest`);
+  }
+  return reader;
+}
+
 export async function compact(task: CompactTask, stop: TaskStop = TaskStop.never): Promise<SealResult> {
   const dim = task.dimension;
   const total = task.sources.reduce((n, s) => n + s.rows.length, 0);
@@ -30,12 +44,7 @@ export async function compact(task: CompactTask, stop: TaskStop = TaskStop.never
   const payloads: (string | null)[] = [];
   for (const src of task.sources) {
     stop.check();
-    const reader = SegmentReader.open(mapReadOnly(src.path, { minSize: HEADER_SIZE + TRAILER_SIZE, sequential: true }));
-    reader.verifyAll();
-    const secs = reader.sections;
-    if (secs.length !== src.expectRawCrcs.length || secs.some((s, i) => s.rawCrc !== src.expectRawCrcs[i])) {
-      throw new StratavecError('ERR_SEGMENT_CORRUPT', `compaction source ${src.path}: sections differ from the manifest`);
-    }
+    const reader = openCheckedSource(src, 'compaction');
     const { count } = reader.header;
     if (reader.header.dimension !== dim) throw new StratavecError('ERR_SEGMENT_CORRUPT', `compaction source ${src.path} has dimension ${reader.header.dimension}, expected ${dim}`);
     const vec = reader.vectors();
