@@ -16,6 +16,7 @@ import { currentRegion } from '../format/manifest.js';
 import { ReferenceSet, type CollectionReferences } from '../gc/references.js';
 import type { CompactionCandidate } from '../gc/compaction.js';
 import type { EngineContext } from './context.js';
+import type { PayloadIndexes } from '../format/payload-schema.js';
 import { SegmentRegistry, type ManifestCheck } from './segment-registry.js';
 import { WritePath } from './write-path.js';
 import { ReadPath, type ExplainResult, type SearchHit, type SearchRequest, type StoredRecord } from './read-path.js';
@@ -176,6 +177,16 @@ export class CollectionCore {
 
   verifyManifest(repair: boolean): Promise<ManifestCheck> {
     return this.#reg.verifyManifest(repair);
+  }
+
+  /**
+   * Declares a payload index and builds it into every local segment in the pool (a rewrite of
+   * each segment that lacks it); segments sealed from now on carry it. Returns the segments
+   * rewritten.
+   */
+  async createIndex(indexes: PayloadIndexes): Promise<string[]> {
+    await this.#reg.commit({ indexes: { ...(this.#reg.manifest.indexes ?? {}), ...indexes } });
+    return this.#compactor.reindex();
   }
 
   compact(ids: string[]): Promise<CompactionResult> {

@@ -12,6 +12,7 @@ import type { MoveResult } from '../tiers/migrator.js';
 import type { CollectionCore, SegmentInfo } from './collection-core.js';
 import type { ExplainResult, SearchHit, SearchRequest, StoredRecord } from './read-path.js';
 import { compileFilter, type Filter, type Payload } from './filter.js';
+import { fillIndexes } from './options.js';
 
 export interface UpsertRecord {
   id: string;
@@ -160,6 +161,19 @@ export class Collection {
     this.#check();
     if (typeof segmentId !== 'string') throw new TypeError('segment id must be a string');
     await this.#core.unpin(segmentId);
+  }
+
+  /**
+   * Declares payload indexes on an existing collection (`{ 'meta.lang': 'keyword' }`, as the
+   * `indexes` option of createCollection) and builds them into every local segment in the worker
+   * pool, by rewriting each segment that lacks one. Cold segments keep filtering by payload scan
+   * until they are compacted. Resolves with the ids of the segments rewritten.
+   */
+  async createIndex(indexes: Record<string, 'keyword' | 'number' | 'bool'>): Promise<string[]> {
+    this.#check();
+    const declared = fillIndexes(indexes);
+    if (!declared) throw new StratavecError('ERR_INVALID_ARGUMENT', 'createIndex needs at least one { path: type }');
+    return this.#core.createIndex(declared);
   }
 
   /** Copies to float32, checks dimension and finiteness, normalises for cosine. */

@@ -123,6 +123,7 @@ export class SegmentRegistry implements SegmentCatalog {
         nextSegmentSeq: this.#nextSeq,
         walSeq: change.walSeq ?? this.#manifest.walSeq,
         ...(change.clustering ? { clustering: change.clustering } : {}),
+        ...(change.indexes ? { indexes: change.indexes } : {}),
         segments: segs.map((s) => ({ ...(change.replace?.id === s.id ? change.replace : s.meta), deleted: s.deletedRows() })),
       };
       await writeManifest(SegmentRegistry.manifestDir(this.dir), next);

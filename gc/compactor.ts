@@ -111,6 +111,33 @@ export class Compactor {
     return segs;
   }
 
+  /**
+   * Builds the collection's declared payload indexes into every local segment that lacks one of
+   * them, by rewriting it alone (its live rows, its region) in a pool task, one segment at a time.
+   * Cold segments are left as they are (a filter on them scans payloads). Serialised with
+   * compaction. Returns the segments rewritten.
+   */
+  reindex(): Promise<string[]> {
+    return this.serialized(async () => {
+      this.#checkOpen();
+      const want = Object.keys(this.#cat.manifest.indexes ?? {});
+      const done: string[] = [];
+      for (const seg of this.#cat.list()) {
+        if (seg.meta.tier !== 'warm' || want.every((p) => seg.meta.summary?.fields[p] !== undefined)) continue;
+        const rewritten = await seg.exclusive(async () => {
+          const [src] = await this.readableSources([seg]);
+          if (!src) return undefined;
+          const region = currentRegion(this.#cat.manifest, src.meta);
+          const parts = this.liveRows([src]);
+          const [fresh] = await this.rewrite([src], parts[0]!.rows.length > 0 ? [{ parts, ...(region === undefined ? {} : { region }) }] : []);
+          return fresh?.id ?? src.id;
+        });
+        if (rewritten) done.push(rewritten);
+      }
+      return done;
+    });
+  }
+
   /** The live rows of each segment now (the snapshot a rewrite keeps). */
   liveRows(segs: SealedSegment[]): RewritePart[] {
     return segs.map((seg) => {

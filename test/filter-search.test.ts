@@ -122,3 +122,36 @@ for (const indexed of [true, false]) {
     });
   });
 }
+
+test(`createIndex on an existing collection builds the index into every local segment in the pool; results do not change (seed ${SEED})`, async () => {
+  await withTmpDir('filter-reindex', async (dir) => {
+    const db = track(await Database.open(dir, { workers: 1, segmentMaxRecords: 500, warmScanMaxRecords: 50, tiering: { intervalMs: 0 } }));
+    const col = await db.createCollection('c', { dimension: DIM });
+    const rand = mulberry32(SEED + 7);
+    const live = new Map<string, Row>();
+    for (let at = 0; at < 1500; at += 500) {
+      const batch = Array.from({ length: 500 }, (_, i) => ({ id: `r${at + i}`, vector: Float32Array.from({ length: DIM }, () => rand() * 2 - 1), payload: payload(rand) }));
+      await col.upsert(batch);
+      for (const b of batch) live.set(b.id, { v: b.vector, p: b.payload });
+    }
+    await col.flush();
+    await db.flushUploads();
+    const [cold] = col.segments();
+    await db.migrate(cold!.id, 'cold');
+    await col.delete(['r600', 'r601']);
+    live.delete('r600');
+    live.delete('r601');
+    await check(col, live, rand, 'before createIndex');
+    await assert.rejects(col.createIndex({ lang: 'fulltext' as never }), (e: unknown) => (e as { code?: string }).code === 'ERR_INVALID_ARGUMENT');
+    await db.migrate(cold!.id, 'cold'); // the searches above rehydrated it
+    const rewritten = await col.createIndex({ lang: 'keyword', price: 'number' });
+    assert.equal(rewritten.length, 2, `the two local segments were rewritten, the cold one left: ${rewritten}`);
+    await check(col, live, rand, 'after createIndex');
+    // The rewritten segments now skip a filter no row can match from their summaries alone.
+    const e = await col.explain(new Float32Array(DIM), { k: 5, filter: { lang: 'nope' } });
+    const bySummary = e.segments.filter((s) => s.how === 'no-match' && s.passing === undefined).map((s) => s.id).sort();
+    assert.deepEqual(bySummary, [...rewritten].sort(), JSON.stringify(e.segments));
+    assert.equal(col.count(), live.size);
+    await db.close();
+  });
+});

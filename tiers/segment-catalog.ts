@@ -3,6 +3,7 @@
 // implements it; nothing here may change what is durable except through `commit`.
 
 import type { Clock } from './access-stats.js';
+import type { PayloadIndexes } from '../format/payload-schema.js';
 import type { CollectionManifest, ManifestClustering, ManifestSegment } from '../format/manifest.js';
 import type { StringTable } from '../format/segment.js';
 import type { Metric } from '../format/segment.js';
@@ -24,6 +25,8 @@ export interface ManifestChange {
   removed?: ReadonlySet<string>;
   /** A new clustering (clustering compaction); default: unchanged. */
   clustering?: ManifestClustering;
+  /** New declared payload indexes (createIndex); default: unchanged. */
+  indexes?: PayloadIndexes;
   /** A new manifest entry for an existing segment (same id). */
   replace?: ManifestSegment;
   /** Runs in commit order right before the version is built (e.g. to copy tombstones over). */
