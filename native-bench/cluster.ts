@@ -34,6 +34,8 @@ export interface ClusterParams {
   vectors: number;
   segmentRecords: number;
   clusters: number;
+  /** clusteredDataset's spread (its default 1: clusters that overlap, as in the other benches). */
+  spread: number;
   /** Uniform queries (before / after clustering), and the skewed stream's length. */
   queries: number;
   skewed: number;
@@ -47,7 +49,7 @@ export function defaultClusterParams(quick: boolean, vectors?: number, segmentRe
   const s = segmentRecords ?? (quick ? 5_000 : 20_000);
   if (v % BATCH !== 0) throw new Error(`--vectors must be a multiple of ${BATCH}`);
   return {
-    vectors: v, segmentRecords: Math.min(s, v), clusters: 1000,
+    vectors: v, segmentRecords: Math.min(s, v), clusters: 1000, spread: 1,
     queries: quick ? 100 : 200, skewed: quick ? 200 : 500, warmRounds: quick ? 3 : 5, idleMs: quick ? 3_000 : 10_000,
   };
 }
@@ -114,6 +116,13 @@ function recall(found: string[][], truth: string[][]): number {
   return hits / (found.length * K);
 }
 
+/** "tier/how" -> segment visits per query. */
+function howPerQuery(obs: QueryObs[]): Record<string, number> {
+  const how: Record<string, number> = {};
+  for (const o of obs) for (const [k, v] of Object.entries(o.how)) how[k] = (how[k] ?? 0) + v / obs.length;
+  return how;
+}
+
 interface LayoutResult {
   segments: number;
   meanSearched: number;
@@ -133,8 +142,7 @@ async function measureLayout(col: Collection, queries: Float32Array[], truth: st
   const first = passes[0]!;
   const searched = first.map((o) => o.searched);
   const segments = col.segments().length;
-  const how: Record<string, number> = {};
-  for (const o of first) for (const [k, v] of Object.entries(o.how)) how[k] = (how[k] ?? 0) + v / first.length;
+  const how = howPerQuery(first);
   const meanSearched = searched.reduce((a, b) => a + b, 0) / searched.length;
   return {
     segments, meanSearched, p99Searched: percentile(searched, 99), searchedFraction: meanSearched / segments,
@@ -145,7 +153,9 @@ async function measureLayout(col: Collection, queries: Float32Array[], truth: st
   };
 }
 
-/** Searches one after another until `until` resolves (or for `forMs`); latencies in ms. */
+/** Searches one after another until `stop.done` (or for `forMs`); latencies in ms. Between queries
+ *  it yields to the event loop, as requests arriving by I/O would: a loop of searches that resolve
+ *  on microtasks alone would starve the compaction's pool replies and never see it end. */
 async function searchLoop(col: Collection, queries: Float32Array[], stop: { done: boolean }, forMs = Infinity): Promise<number[]> {
   const lat: number[] = [];
   const t0 = performance.now();
@@ -153,6 +163,7 @@ async function searchLoop(col: Collection, queries: Float32Array[], stop: { done
     const s = performance.now();
     await col.search(queries[i % queries.length]!, { k: K });
     lat.push(performance.now() - s);
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
   return lat;
 }
@@ -182,7 +193,7 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
     const pool = Math.max(4 * p.skewed, 4_000);
     log(`generating ${num(p.vectors)} x ${DIM}, ${num(p.clusters)} clusters, + ${num(pool)} held-out query rows`);
     const labels = new Uint32Array(p.vectors + pool);
-    const all = clusteredDataset({ count: p.vectors + pool, dim: DIM, clusters: p.clusters, seed: SEED, labels });
+    const all = clusteredDataset({ count: p.vectors + pool, dim: DIM, clusters: p.clusters, spread: p.spread, seed: SEED, labels });
     const row = (i: number) => all.subarray(i * DIM, (i + 1) * DIM);
 
     db = await Database.open(dir, dbOptions(p, clock));
@@ -302,6 +313,7 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
       allHotP50, allHotHotP50,
       allHotP99: median(allHotPasses.map((x) => percentile(x.obs.map((o) => o.ms), 99))),
       search: db.stats().search,
+      steadyHow: howPerQuery(steady.flatMap((x) => x.obs)),
     };
     log(`steady: ${endTiers['cold']} of ${segCount} cold, cold reads/hot query ${skew.hotColdReadsPerQuery.toFixed(3)}, p50 ${ms(skew.p50)} vs all-local ${ms(allHotP50)}`);
 
@@ -317,7 +329,7 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
       p50: targets.p50VsAllHot <= TARGETS.p50VsAllHot,
       compactP99: targets.compactP99VsIdle <= TARGETS.compactP99VsIdle,
     };
-    const sizeNote = `${num(p.vectors)} x ${DIM}, ${num(p.clusters)} clusters, segmentMaxRecords ${num(p.segmentRecords)}`;
+    const sizeNote = `${num(p.vectors)} x ${DIM}, ${num(p.clusters)} clusters (spread ${p.spread}), segmentMaxRecords ${num(p.segmentRecords)}`;
     const layoutRow = (label: string, l: LayoutResult) => [
       label, String(l.segments), l.meanSearched.toFixed(2), l.p99Searched.toFixed(1), pct(l.searchedFraction), l.recall.toFixed(4), ms(l.p50), ms(l.p99),
     ];
@@ -343,7 +355,8 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
         ],
         notes: [
           `rounds (stream, clock +${CLOCK_STEP_MS / 60_000} min, db.tiering.apply()): ${rounds.map((r, i) => `${i + 1}: ${r.applied} moves, tiers ${r.tiers['hot']}/${r.tiers['warm']}/${r.tiers['cold']}, cold reads/hot q ${r.hotLoadedPerQuery.toFixed(2)}`).join('; ')}`,
-          `steady state = ${opts.runs} passes after the rounds, an apply() after each; cold reads = explain segments with loaded; bytes fetched per hot q ${mb(skew.hotBytesFetchedPerQuery)}, per tail q ${mb(skew.tailBytesFetchedPerQuery)}`,
+          `steady state = ${opts.runs} passes after the rounds, an apply() after each; cold reads = explain segments with loaded; bytes fetched per hot q ${(skew.hotBytesFetchedPerQuery / 1e6).toFixed(2)} MB, per tail q ${(skew.tailBytesFetchedPerQuery / 1e6).toFixed(2)} MB; `
+            + `segment visits per query by tier/how (where the read path met them) ${JSON.stringify(roundDeep(skew.steadyHow))}`,
           'all local = the same stream on the same clustered segments before reopening under the budget (the default hot budget holds them all)',
         ],
       },
