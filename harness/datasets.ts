@@ -156,8 +156,12 @@ export function clusteredDataset(opts: {
   spread?: number;
   intrinsicDim?: number;
   noise?: number;
+  /** Filled with each row's cluster (length >= count), for workloads drawn near chosen clusters;
+   *  passing it changes no generated value. */
+  labels?: Uint32Array;
 }): Float32Array {
   const { count, dim } = opts;
+  if (opts.labels !== undefined && opts.labels.length < count) throw new RangeError(`labels holds ${opts.labels.length} entries, need ${count}`);
   const clusters = opts.clusters ?? 64;
   const spread = opts.spread ?? 1;
   const latent = Math.min(opts.intrinsicDim ?? 32, dim);
@@ -172,7 +176,9 @@ export function clusteredDataset(opts: {
   const out = new Float32Array(count * dim);
   const z = new Float64Array(latent);
   for (let r = 0; r < count; r++) {
-    const c = Math.floor(rand() * clusters) * latent;
+    const cluster = Math.floor(rand() * clusters);
+    if (opts.labels !== undefined) opts.labels[r] = cluster;
+    const c = cluster * latent;
     for (let i = 0; i < latent; i++) z[i] = centres[c + i]! + spread * normal();
     for (let j = 0; j < dim; j++) {
       let s = 0;

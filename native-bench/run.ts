@@ -1,4 +1,4 @@
-// The benchmark CLI: `node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers|mapped|scale|filter> [--quick]
+// The benchmark CLI: `node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers|mapped|scale|filter|cluster> [--quick]
 // [--runs N] [--json] [--dir PATH] [--sizes A,B,..] [--total N] [--vectors N] [--segment-records N]`. Runs the benches in this process one after
 // another, progress on stderr, a table (or with --json the JSON) on stdout, and one JSON file per
 // bench under bench-results/. It owns argument parsing and output, never measurement.
@@ -15,11 +15,12 @@ import { runWorkers } from './workers.js';
 import { defaultMappedParams, runMappedHnsw } from './mapped-hnsw.js';
 import { defaultScaleParams, runScale } from './scale.js';
 import { defaultFilterParams, runFilter } from './filter.js';
+import { defaultClusterParams, runCluster } from './cluster.js';
 
-const BENCHES = ['search', 'ingest', 'seal', 'tiers', 'workers', 'mapped', 'scale', 'filter'] as const;
+const BENCHES = ['search', 'ingest', 'seal', 'tiers', 'workers', 'mapped', 'scale', 'filter', 'cluster'] as const;
 type BenchName = (typeof BENCHES)[number];
 
-const USAGE = `usage: node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers|mapped|scale|filter> [options]
+const USAGE = `usage: node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers|mapped|scale|filter|cluster> [options]
   --quick          smaller sets and fewer runs (about 3 minutes for all)
   --runs N         timed passes per measurement, median reported (default 5, 2 with --quick)
   --json           print the JSON result to stdout instead of the tables
@@ -29,8 +30,9 @@ const USAGE = `usage: node dist/native-bench/run.js <all|search|ingest|seal|tier
                    mapped bench: graph sizes (default 20000,100000; --quick 20000)
   --total N        seal bench: vectors split into segments (default 200000)
   --vectors N      scale bench: collection size (default 200000, 50000 with --quick; 1000000 for the
-                   full issue run); filter bench: rows per collection (default 100000, 20000 quick)
-  --segment-records N  scale / filter: segmentMaxRecords (default 20000; quick 10000 / 5000)`;
+                   full issue run); filter bench: rows per collection (default 100000, 20000 quick);
+                   cluster bench: collection size (default 200000, 50000 with --quick)
+  --segment-records N  scale / filter / cluster: segmentMaxRecords (default 20000; quick 10000 / 5000 / 5000)`;
 
 interface Args {
   benches: BenchName[];
@@ -126,6 +128,7 @@ async function main(): Promise<number> {
       else if (name === 'workers') report = await runWorkers(args.opts);
       else if (name === 'mapped') report = await runMappedHnsw(args.opts, defaultMappedParams(args.opts.quick, args.sizes));
       else if (name === 'scale') report = await runScale(args.opts, defaultScaleParams(args.opts.quick, args.vectors, args.segmentRecords));
+      else if (name === 'cluster') report = await runCluster(args.opts, defaultClusterParams(args.opts.quick, args.vectors, args.segmentRecords));
       else if (name === 'filter') report = await runFilter(args.opts, defaultFilterParams(args.opts.quick, args.vectors, args.segmentRecords));
       else {
         const d = defaultSealParams(args.opts.quick);
