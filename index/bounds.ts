@@ -14,7 +14,7 @@ import type { NativeCall } from './hnsw.js';
 export const BOUNDS_VERSION = 1;
 const BOUNDS_HEADER = 16;
 /** Most centroids computed per segment (see boundsCentroidCount). */
-export const MAX_BOUNDS_CENTROIDS = 64;
+export const MAX_BOUNDS_CENTROIDS = 256;
 /** Most centroids a reader accepts: room for a later writer's choice, still a small allocation. */
 export const MAX_DECODED_CENTROIDS = 1024;
 
@@ -60,15 +60,18 @@ function corrupt(message: string): StratavecError {
 }
 
 /**
- * Centroids for a segment of n rows: round(sqrt(n) / 4), clamped to 1..64 (and to n); 0 for n = 0.
+ * Centroids for a segment of n rows: one per 16 rows, clamped to 1..256 (and to n); 0 for n = 0.
  * More, smaller balls give a tighter bound, but bounds are held in memory for every segment, cold
- * ones included (c * dim * 4 bytes: 32 KiB at 64 x 128), and every query pays c * dim per segment
- * to order them. sqrt(n)/4 gives ~35 centroids of ~570 rows at 20k rows and reaches the cap at 65k;
- * a segment of the default 100k rows costs ~0.3 bytes per row of memory.
+ * ones included (c * dim * 4 bytes: 128 KiB at 256 x 128), and every query pays c * dim per segment
+ * to order them (256 x 128 multiply-adds: ~0.3 ms for a dozen segments). The cap is
+ * reached at 4,096 rows. A region of a clustered layout holds dozens of natural clusters, and
+ * with sqrt(n)/4 balls (15 at 4k rows, 35 at 20k) each ball spanned several of them, so bounds
+ * pruned nothing (bench:cluster: 98% of segments searched after clustering at 64 balls, 80% at
+ * 256). A segment of 100k rows costs ~1.3 bytes per row of memory.
  */
 export function boundsCentroidCount(n: number): number {
   if (!(n > 0)) return 0;
-  return Math.min(n, MAX_BOUNDS_CENTROIDS, Math.max(1, Math.round(Math.sqrt(n) / 4)));
+  return Math.min(n, MAX_BOUNDS_CENTROIDS, Math.max(1, Math.round(n / 16)));
 }
 
 const F32 = new Float32Array(1);

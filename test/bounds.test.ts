@@ -157,7 +157,7 @@ describe('lowerBound', () => {
   });
 
   test('centroid count follows the segment size', () => {
-    assert.deepEqual([0, 1, 15, 16, 100, 20_000, 65_536, 1_000_000].map(boundsCentroidCount), [0, 1, 1, 1, 3, 35, MAX_BOUNDS_CENTROIDS, MAX_BOUNDS_CENTROIDS]);
+    assert.deepEqual([0, 1, 15, 16, 100, 20_000, 65_536, 1_000_000].map(boundsCentroidCount), [0, 1, 1, 1, 6, MAX_BOUNDS_CENTROIDS, MAX_BOUNDS_CENTROIDS, MAX_BOUNDS_CENTROIDS]);
   });
 });
 
