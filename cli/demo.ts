@@ -103,7 +103,7 @@ export async function runDemo(o: DemoOptions, log: (line: string) => void): Prom
     if (!o.json) {
       log('');
       log(`recall@10 vs exact search: ${recall.toFixed(4)} over ${queries.length} queries (ef=64)`);
-      log(`search: first query ${firstMs.toFixed(1)} ms (loads segments into the hot tier), then p50 ${median(annMs).toFixed(3)} ms, ${summary.search.qps.toFixed(0)} QPS; exact p50 ${median(exactMs).toFixed(2)} ms`);
+      log(`search: first query ${firstMs.toFixed(1)} ms (maps segments and searches them in place; hot admission loads indexes in the background), then p50 ${median(annMs).toFixed(3)} ms, ${summary.search.qps.toFixed(0)} QPS; exact p50 ${median(exactMs).toFixed(2)} ms`);
       log(`filter {bucket: 3}: ${filtered.map((h) => `${h.id}(${String(h.payload?.bucket)})`).join(' ')}`);
       log('');
       log('segment          tier  records  deleted        bytes');
