@@ -141,9 +141,8 @@ class Scratch {
 // expanded or evicted, so reproducing the algorithm reproduces hnswlib's answer under ties too.
 // The candidate heap is keyed on -distance, as hnswlib's is.
 
-/** push_back + std::push_heap: adds (key, id) to the heap occupying [0, n). */
-function heapPush(keys: Float64Array, ids: Int32Array, n: number, key: number, id: number): void {
-  let hole = n;
+/** std::__push_heap: moves the hole at `hole` up until (key, id) fits there, and puts it there. */
+function siftUp(keys: Float64Array, ids: Int32Array, hole: number, key: number, id: number): void {
   while (hole > 0) {
     const parent = (hole - 1) >> 1;
     if (!(keys[parent]! < key)) break;
@@ -153,6 +152,11 @@ function heapPush(keys: Float64Array, ids: Int32Array, n: number, key: number, i
   }
   keys[hole] = key;
   ids[hole] = id;
+}
+
+/** push_back + std::push_heap: adds (key, id) to the heap occupying [0, n). */
+function heapPush(keys: Float64Array, ids: Int32Array, n: number, key: number, id: number): void {
+  siftUp(keys, ids, n, key, id);
 }
 
 /** std::pop_heap + pop_back: removes the top of the heap occupying [0, n), leaving [0, n-1). */
@@ -178,15 +182,7 @@ function heapPop(keys: Float64Array, ids: Int32Array, n: number): void {
     ids[hole] = ids[child - 1]!;
     hole = child - 1;
   }
-  while (hole > 0) {
-    const parent = (hole - 1) >> 1;
-    if (!(keys[parent]! < key)) break;
-    keys[hole] = keys[parent]!;
-    ids[hole] = ids[parent]!;
-    hole = parent;
-  }
-  keys[hole] = key;
-  ids[hole] = id;
+  siftUp(keys, ids, hole, key, id);
 }
 
 export class MappedHnsw {
