@@ -31,6 +31,10 @@ import { Collection } from './collection.js';
 import { DirectoryLock } from './lock.js';
 import { fillOptions, fillIndexes, type DatabaseOptions, type FilledOptions } from './options.js';
 import type { PayloadIndexes } from '../format/payload-schema.js';
+import { loadLatestManifest } from '../format/manifest.js';
+import { WriterFence } from '../tiers/writer-fence.js';
+import { SegmentRegistry } from './segment-registry.js';
+import { adoptCollection, readRemoteManifest, reconcile, remoteManifestVersions } from './bucket.js';
 
 export interface CollectionOptions {
   dimension: number;
@@ -55,7 +59,11 @@ export class Database {
   /** The tiering policy, its dry run (`plan()`), `apply()`, and the background loop. */
   readonly tiering: Tiering;
 
-  private constructor(dir: string, options: FilledOptions, lock: DirectoryLock, store: ObjectStore) {
+  readonly #fence: WriterFence;
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  private constructor(dir: string, options: FilledOptions, lock: DirectoryLock, store: ObjectStore, fence: WriterFence) {
+    this.#fence = fence;
     this.dir = dir;
     this.options = Object.freeze(options);
     this.#lock = lock;
@@ -73,6 +81,7 @@ export class Database {
       tmpDir,
       options,
       nudgeTiering: () => this.tiering.nudge(),
+      fence,
     };
     this.tiering = new Tiering({ collections: () => this.#cores.values(), access, options });
     this.#maintenance = new Maintenance({ dir, ctx: this.#ctx, cores: () => this.#cores });
@@ -92,17 +101,21 @@ export class Database {
       throw ioError(err, `creating ${abs}`);
     }
     const lock = await DirectoryLock.acquire(abs);
-    let store: ObjectStore;
+    let store: ObjectStore | undefined;
+    let fence: WriterFence;
     try {
       if (typeof filled.objectStore === 'string' && filled.objectStore.startsWith('file:')) {
         await fsp.mkdir(new URL(filled.objectStore), { recursive: true });
       }
       store = await openObjectStore(filled.objectStore, { ...filled.objectStoreTuning, clock: filled.clock });
+      // One writer per prefix: a writer that cannot claim it (held, or the bucket unreachable) must not write.
+      fence = await WriterFence.claim(store, { clock: filled.clock, takeover: filled.takeover, staleMs: filled.writerStaleMs });
     } catch (err) {
+      await store?.close();
       await lock.release();
       throw err;
     }
-    const db = new Database(abs, filled, lock, store);
+    const db = new Database(abs, filled, lock, store, fence);
     try {
       await db.#load();
     } catch (err) {
@@ -115,6 +128,8 @@ export class Database {
     db.#status = 'open';
     db.tiering.start();
     db.#maintenance.start();
+    db.#heartbeat = setInterval(() => void fence.heartbeat(), filled.heartbeatMs);
+    db.#heartbeat.unref();
     return db;
   }
 
@@ -129,13 +144,27 @@ export class Database {
     await fsp.mkdir(this.#ctx.tmpDir, { recursive: true });
     // A drop that crashed half-way left its directory in trash/; finish it.
     await fsp.rm(path.join(this.dir, 'trash'), { recursive: true, force: true });
-    for (const name of (await fsp.readdir(colDir)).sort()) {
+    const local = new Set<string>();
+    for (const name of await fsp.readdir(colDir)) {
       if (name.startsWith(TEMP_PREFIX)) {
         await fsp.rm(path.join(colDir, name), { recursive: true, force: true });
         continue;
       }
-      validateCollectionName(name);
-      this.#cores.set(name, await CollectionCore.open(this.#ctx, path.join(colDir, name)));
+      local.add(validateCollectionName(name));
+    }
+    // The bucket is the shared tier: what it holds is adopted or reconciled (engine/bucket.ts).
+    const store = this.#ctx.cold.store;
+    const remote = await remoteManifestVersions(store);
+    for (const name of [...new Set([...local, ...remote.keys()])].sort()) {
+      const r = remote.get(name);
+      const remoteM = r ? await readRemoteManifest(store, r.key, r.version) : undefined;
+      const localM = local.has(name) ? await loadLatestManifest(SegmentRegistry.manifestDir(path.join(colDir, name))) : undefined;
+      const plan = reconcile(localM, remoteM);
+      if (plan.adopt) await adoptCollection(this.dir, remoteM!);
+      const core = await CollectionCore.open(this.#ctx, path.join(colDir, name));
+      this.#cores.set(name, core);
+      core.raiseVersionFloor(plan.floor);
+      if (plan.publish) await core.republish();
     }
   }
 
@@ -181,7 +210,15 @@ export class Database {
       if (code === 'EEXIST' || code === 'ENOTEMPTY') throw new StratavecError('ERR_COLLECTION_EXISTS', `collection ${name} already exists`, { cause: err });
       throw ioError(err, `creating collection ${name}`);
     }
-    this.#cores.set(name, await CollectionCore.open(this.#ctx, finalDir));
+    const core = await CollectionCore.open(this.#ctx, finalDir);
+    try {
+      await core.republish(); // the bucket learns of it before the caller does
+    } catch (err) {
+      await core.close().catch(() => undefined); // the publish failure is the error to report
+      await fsp.rm(finalDir, { recursive: true, force: true });
+      throw err;
+    }
+    this.#cores.set(name, core);
     return this.collection(name);
   }
 
@@ -212,6 +249,8 @@ export class Database {
     validateCollectionName(name);
     const core = this.#cores.get(name);
     if (!core) throw new StratavecError('ERR_COLLECTION_NOT_FOUND', `collection ${name} does not exist`);
+    // Its remote objects go too: only the prefix's current writer may delete them.
+    await this.#fence.assertCurrent();
     this.#cores.delete(name);
     this.#handles.delete(name);
     await core.close();
@@ -315,6 +354,7 @@ export class Database {
       tiering: this.tiering.stats(),
       maintenance: this.#maintenance.stats(),
       workers: this.#ctx.pool.stats(),
+      writer: this.#fence.stats(),
     };
   }
 
@@ -330,9 +370,12 @@ export class Database {
   async #close(): Promise<void> {
     this.#status = 'closing';
     try {
+      clearInterval(this.#heartbeat);
       await this.tiering.stop();
       await this.#maintenance.stop();
       for (const core of this.#cores.values()) await core.close();
+      // Says "gone" so the next writer need not wait for staleness (best effort: a crash cannot).
+      await this.#fence.heartbeat(true);
       this.#ctx.hot.clear();
       await this.#ctx.pool.destroy();
       await this.#ctx.cold.store.close();

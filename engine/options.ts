@@ -47,6 +47,17 @@ export interface DatabaseOptions {
   workerNice?: number;
   /** Transfer tuning for the object store. */
   objectStoreTuning?: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
+  /** Claim the object-store prefix even if another writer's heartbeat is fresh, fencing it
+   *  (failover when that machine is gone). Default false: such an open fails with ERR_WRITER_ACTIVE. */
+  takeover?: boolean;
+  /** The writer refreshes its heartbeat object (and learns of a newer writer) this often. Default 5 s. */
+  heartbeatMs?: number;
+  /** A writer whose heartbeat is older than this counts as gone: open claims without takeover.
+   *  Must exceed heartbeatMs (and the clock skew between machines). Default 30 s. */
+  writerStaleMs?: number;
+  /** Seal the growing segment once its oldest row is this old, so the bucket is at most about
+   *  this far behind the acknowledged writes. 0 (default): seal only at segmentMaxRecords or flush(). */
+  maxUnsealedMs?: number;
 }
 
 export interface TieringOptions {
@@ -90,6 +101,10 @@ export interface FilledOptions {
   taskTimeoutMs: number;
   workerNice: number;
   objectStoreTuning: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
+  takeover: boolean;
+  heartbeatMs: number;
+  writerStaleMs: number;
+  maxUnsealedMs: number;
 }
 
 export const kDefaultOptions = Object.freeze({
@@ -106,6 +121,9 @@ export const kDefaultOptions = Object.freeze({
   tiering: Object.freeze({ intervalMs: 30_000, highWatermark: 0.9, lowWatermark: 0.7, halfLifeMs: 10 * 60_000 }),
   // workers/codec.ts DEFAULT_MIN_SAVINGS: below a 10% saving, decoding costs more than the bytes.
   compressionMinSavings: 0.1,
+  heartbeatMs: 5_000,
+  // Six missed heartbeats: a writer stalled by a long GC pause or a slow bucket is not declared dead.
+  writerStaleMs: 30_000,
   maintenance: Object.freeze({
     gcIntervalMs: 10 * 60_000,
     gcGraceMs: 60 * 60_000,
@@ -163,6 +181,22 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
     taskTimeoutMs: o.taskTimeoutMs === undefined ? 0 : positiveInt('taskTimeoutMs', o.taskTimeoutMs, 0, 24 * 3600_000),
     workerNice: o.workerNice === undefined ? DEFAULT_WORKER_NICE : positiveInt('workerNice', o.workerNice, 0, MAX_NICE),
     objectStoreTuning: { ...(o.objectStoreTuning ?? {}) },
+    ...fillWriter(o),
+  };
+}
+
+function fillWriter(o: DatabaseOptions): Pick<FilledOptions, 'takeover' | 'heartbeatMs' | 'writerStaleMs' | 'maxUnsealedMs'> {
+  const day = 24 * 3600_000;
+  const heartbeatMs = o.heartbeatMs === undefined ? kDefaultOptions.heartbeatMs : positiveInt('heartbeatMs', o.heartbeatMs, 10, day);
+  const writerStaleMs = o.writerStaleMs === undefined ? kDefaultOptions.writerStaleMs : positiveInt('writerStaleMs', o.writerStaleMs, 1, 7 * day);
+  if (writerStaleMs <= heartbeatMs) {
+    throw new StratavecError('ERR_INVALID_ARGUMENT', `option writerStaleMs (${writerStaleMs}) must exceed heartbeatMs (${heartbeatMs}): a live writer would look gone between heartbeats`);
+  }
+  return {
+    takeover: o.takeover === undefined ? false : bool('takeover', o.takeover),
+    heartbeatMs,
+    writerStaleMs,
+    maxUnsealedMs: o.maxUnsealedMs === undefined ? 0 : positiveInt('maxUnsealedMs', o.maxUnsealedMs, 0, 7 * day),
   };
 }
 

@@ -82,6 +82,9 @@ export interface CollectionManifest {
   segments: ManifestSegment[];
   /** Declared payload indexes (path -> type); absent means none (manifests before indexes). */
   indexes?: PayloadIndexes;
+  /** The writer epoch that committed this version (README "Scale past one machine"); absent in
+   *  versions written before writers were fenced, which counts as epoch 0. */
+  writer?: number;
 }
 
 const HEADER_RE = /^stratavec-manifest v(\d+) crc32=([0-9a-f]{8}) bytes=(\d+)\n/;
@@ -131,6 +134,7 @@ function validateManifest(v: unknown, file: string): asserts v is CollectionMani
   if (!isInt(m.nextSegmentSeq, 1) || !isInt(m.walSeq, 1)) throw bad('sequence numbers');
   if (!Array.isArray(m.segments)) throw bad('segments');
   if (m.indexes !== undefined && indexDeclarationProblem(m.indexes) !== undefined) throw bad('indexes');
+  if (m.writer !== undefined && !isInt(m.writer, 1)) throw bad('writer');
   const ids = new Set<string>();
   for (const s of m.segments) {
     if (!s || typeof s.id !== 'string' || ids.has(s.id)) throw bad('segment id');
