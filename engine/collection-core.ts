@@ -117,6 +117,11 @@ export class CollectionCore {
     this.#reg.raiseVersionFloor(version);
   }
 
+  /** Why a segment could not be attached because the object store did not answer, if one could not. */
+  unreachableCause(): Error | undefined {
+    return this.#reg.list().find((s) => s.error?.code === 'ERR_TIER_UNAVAILABLE')?.error;
+  }
+
   /** Commits the current state as a new version (to publish it to the bucket). */
   republish(): Promise<void> {
     return this.#reg.commit({});

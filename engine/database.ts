@@ -163,6 +163,12 @@ export class Database {
       if (plan.adopt) await adoptCollection(this.dir, remoteM!);
       const core = await CollectionCore.open(this.#ctx, path.join(colDir, name));
       this.#cores.set(name, core);
+      const unreachable = core.unreachableCause();
+      if (unreachable) {
+        // A restore that could not read the bucket would serve a collection of unavailable
+        // segments; fail the open instead (the next open resumes where this one stopped).
+        throw new StratavecError('ERR_TIER_UNAVAILABLE', `collection ${name}: the object store stopped answering while its segments were attached: ${unreachable.message}`, { cause: unreachable });
+      }
       core.raiseVersionFloor(plan.floor);
       if (plan.publish) await core.republish();
     }
