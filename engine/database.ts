@@ -120,6 +120,7 @@ export class Database {
       await db.#load();
     } catch (err) {
       for (const core of db.#cores.values()) await core.close().catch(() => undefined); // the load error is the one to report
+      await fence.heartbeat(true); // a failed open must not leave a claim that looks alive
       await db.#ctx.pool.destroy();
       await store.close();
       await lock.release();
