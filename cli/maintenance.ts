@@ -1,78 +1,114 @@
-// Maintenance admin commands: `verify [--repair]`, `gc [--dry-run]`, `compact [--dry-run]`.
-// Progress goes to stderr so `--json` output on stdout stays machine-readable. Exit code 3 when
-// verify leaves a problem behind (damaged or unavailable segments, a bad manifest), so scripts
-// can alert on it.
+// Maintenance commands: `verify [--repair]`, `gc [--dry-run] [--grace D]`, `compact [--dry-run] [--cluster]`.
+// The exit code says the same as the --json document (its `exitCode` field): verify exits 3 when
+// a problem remains or a copy could not be checked (an unreachable store is not "ok"); gc exits 1
+// when an entry failed or the store could not be listed. Progress goes to stderr.
 
-import { Database, type DatabaseOptions } from '../engine/index.js';
-import { mb } from './args.js';
+import type { SegmentCheck } from '../engine/index.js';
+import { flag, str, parseDuration, expectPositionals } from './args.js';
+import { out, outJson, note, bytes, duration, when, setInterruptHandler } from './output.js';
+import { withDb } from './inspect.js';
+import type { Ctx } from './commands.js';
 
-export async function verifyCommand(dir: string, repair: boolean, json: boolean, options: DatabaseOptions): Promise<number> {
-  const db = await Database.open(dir, options);
-  try {
+/** A segment none of whose data copies was checked good: a cold segment whose store did not
+ *  answer (its id stub holds ids only, not the data). */
+const unverified = (s: SegmentCheck) => s.status !== 'gone' && s.status !== 'unavailable' && !s.copies.some((c) => c.copy !== 'stub' && c.status === 'ok');
+
+export async function verifyCommand(ctx: Ctx): Promise<number> {
+  expectPositionals(ctx.command, ctx.p, []);
+  const repair = flag(ctx.p, 'repair');
+  return withDb(ctx, async (db) => {
+    // Ctrl-C: closing the database stops verify between segments; the report says incomplete.
+    setInterruptHandler(() => void db.close());
     const report = await db.verify({
       repair,
-      onProgress: ({ done, total, segmentId }) => console.error(`[${done}/${total}] ${segmentId}`),
+      remote: !flag(ctx.p, 'no-remote'),
+      onProgress: ({ done, total, segmentId }) => note(`[${done}/${total}] ${segmentId}`),
     });
-    if (json) {
-      console.log(JSON.stringify(report));
-    } else {
-      for (const m of report.manifests) if (m.status !== 'ok') console.log(`manifest ${m.collection} v${m.version}: ${m.status}: ${m.detail ?? ''}`);
-      for (const s of report.segments) {
-        if (s.status === 'ok' && s.copies.every((c) => c.status === 'ok')) continue;
-        console.log(`${s.segmentId} (${s.tier}): ${s.status}`);
-        for (const c of s.copies) {
-          if (c.status !== 'ok' || c.action) console.log(`  ${c.copy.padEnd(6)} ${c.location}: ${c.status}${c.action ? ` -> ${c.action}` : ''}${c.detail ? ` (${c.detail})` : ''}`);
-        }
-      }
-      for (const u of report.unreferenced) console.log(`unreferenced ${u.kind} ${u.location} (${u.reason}, ${u.bytes} bytes)`);
-      const s = report.summary;
-      console.log(`${s.segments} segments, ${s.copies} copies, ${mb(s.bytesRead)} read in ${(report.ms / 1000).toFixed(1)} s: ` +
-        `${s.ok} ok, ${s.repaired} repaired, ${s.damaged} damaged, ${s.unavailable} unavailable; ${report.unreferenced.length} unreferenced`);
+    setInterruptHandler(undefined);
+    const s = report.summary;
+    const problems = {
+      damaged: s.damaged,
+      unavailable: s.unavailable,
+      badManifests: report.manifests.filter((m) => m.status === 'corrupt').length,
+      unverified: report.segments.filter(unverified).map((x) => x.segmentId),
+      unreachableCopies: report.segments.reduce((n, x) => n + x.copies.filter((c) => c.status === 'unreachable').length, 0),
+      remoteError: report.remoteError,
+      incomplete: !report.complete,
+    };
+    const exitCode = problems.damaged + problems.unavailable + problems.badManifests + problems.unverified.length + problems.unreachableCopies > 0 ||
+      problems.remoteError !== undefined || problems.incomplete ? 3 : 0;
+    if (ctx.json) {
+      outJson({ ...report, problems, exitCode });
+      return exitCode;
     }
-    const problem = report.summary.damaged + report.summary.unavailable + report.manifests.filter((m) => m.status === 'corrupt').length;
-    return problem > 0 ? 3 : 0;
-  } finally {
-    await db.close();
-  }
+    for (const m of report.manifests) if (m.status !== 'ok') out(`manifest ${m.collection} v${m.version}: ${m.status}: ${m.detail ?? ''}`);
+    for (const seg of report.segments) {
+      const unchecked = unverified(seg);
+      if (seg.status === 'ok' && !unchecked && seg.copies.every((c) => c.status === 'ok')) continue;
+      out(`${seg.segmentId} (${seg.tier}): ${unchecked ? 'NOT CHECKED (no copy could be read)' : seg.status}`);
+      for (const c of seg.copies) {
+        if (c.status !== 'ok' || c.action) out(`  ${c.copy.padEnd(6)} ${c.location}: ${c.status}${c.action ? ` -> ${c.action}` : ''}${c.detail ? ` (${c.detail})` : ''}`);
+      }
+    }
+    for (const u of report.unreferenced) out(`unreferenced ${u.kind} ${u.location} (${u.reason}, ${bytes(u.bytes)})`);
+    if (report.remoteError) out(`object store: ${report.remoteError}`);
+    if (!report.complete) out('incomplete: stopped before every segment was checked');
+    out(`${s.segments} segments, ${s.copies} copies, ${bytes(s.bytesRead)} read in ${duration(report.ms)}: ` +
+      `${s.ok} ok, ${s.repaired} repaired, ${s.damaged} damaged, ${s.unavailable} unavailable, ${problems.unverified.length} not checked; ` +
+      `${report.unreferenced.length} unreferenced`);
+    return exitCode;
+  });
 }
 
-export async function gcCommand(dir: string, dryRun: boolean, json: boolean, options: DatabaseOptions): Promise<number> {
-  const db = await Database.open(dir, options);
-  try {
-    console.error(`gc${dryRun ? ' (dry run)' : ''}: scanning local files and the object store`);
+export async function gcCommand(ctx: Ctx): Promise<number> {
+  expectPositionals(ctx.command, ctx.p, []);
+  const dryRun = flag(ctx.p, 'dry-run');
+  const grace = str(ctx.p, 'grace');
+  const graceMs = grace === undefined ? undefined : parseDuration(ctx.command, 'grace', grace);
+  return withDb(ctx, async (db) => {
+    note(`gc${dryRun ? ' (dry run)' : ''}: scanning local files and the object store`);
     const report = await db.gc({ dryRun });
-    if (json) {
-      console.log(JSON.stringify(report));
-      return 0;
+    const failed = report.entries.filter((e) => e.action === 'failed').length;
+    const exitCode = failed > 0 || report.remoteError !== undefined ? 1 : 0;
+    if (ctx.json) {
+      outJson({ ...report, failed, exitCode });
+      return exitCode;
     }
     for (const e of report.entries) {
-      const when = e.action === 'marked' || e.action === 'would-mark' || e.action === 'waiting' ? `, deletable at ${new Date(e.deletableAt).toISOString()}` : '';
-      console.log(`${e.action.padEnd(12)} ${e.reason.padEnd(19)} ${e.location} (${e.bytes} bytes${when})${e.error ? `: ${e.error}` : ''}`);
+      const at = e.action === 'marked' || e.action === 'would-mark' || e.action === 'waiting' ? `, deletable ${when(e.deletableAt)}` : '';
+      out(`${e.action.padEnd(12)} ${e.reason.padEnd(19)} ${e.location} (${bytes(e.bytes)}${at})${e.error ? `: ${e.error}` : ''}`);
     }
-    console.log(`${report.entries.length} candidates; ${report.deleted} deleted, ${mb(report.bytesFreed)} freed (grace ${report.graceMs / 1000} s)`);
-    return report.entries.some((e) => e.action === 'failed') ? 1 : 0;
-  } finally {
-    await db.close();
-  }
+    if (report.remoteError) out(`object store not listed: ${report.remoteError}`);
+    out(`${report.entries.length} candidates; ${report.deleted} deleted, ${bytes(report.bytesFreed)} freed, ${failed} failed (grace ${duration(report.graceMs)})`);
+    return exitCode;
+  }, graceMs === undefined ? undefined : { maintenance: { gcGraceMs: graceMs } });
 }
 
-export async function compactCommand(dir: string, dryRun: boolean, json: boolean, options: DatabaseOptions): Promise<number> {
-  const db = await Database.open(dir, options);
-  try {
-    const report = await db.compact({ dryRun });
-    if (json) {
-      console.log(JSON.stringify(report));
-      return 0;
+export async function compactCommand(ctx: Ctx): Promise<number> {
+  expectPositionals(ctx.command, ctx.p, []);
+  const dryRun = flag(ctx.p, 'dry-run');
+  const cluster = flag(ctx.p, 'cluster');
+  return withDb(ctx, async (db) => {
+    const report = await db.compact({ dryRun, cluster });
+    const skipped = report.results.filter((r) => r.skipped !== undefined).length;
+    const exitCode = 0;
+    if (ctx.json) {
+      outJson({ ...report, skipped, exitCode });
+      return exitCode;
     }
     for (const p of report.plans) {
-      for (const g of p.groups) console.log(`${p.collection}: ${g.reason} ${g.sources.join(' + ')}: ${g.live} live of ${g.records} rows`);
+      for (const g of p.groups) out(`${dryRun ? 'would merge' : 'merge'} ${p.collection}: ${g.reason} ${g.sources.join(' + ')}: ${g.live} live of ${g.records} rows`);
     }
     for (const r of report.results) {
-      console.log(`${r.sources.join(' + ')} -> ${r.segmentId ?? '(nothing left)'}: ${r.records} rows, ${r.droppedRows} dropped, ${r.ms.toFixed(0)} ms`);
+      out(r.skipped !== undefined
+        ? `${r.sources.join(' + ')}: skipped, ${r.skipped}`
+        : `${r.sources.join(' + ')} -> ${r.segmentId ?? '(nothing left)'}: ${r.records} rows, ${r.droppedRows} dropped, ${duration(r.ms)}`);
     }
-    if (report.plans.every((p) => p.groups.length === 0)) console.log('nothing to compact');
-    return 0;
-  } finally {
-    await db.close();
-  }
+    for (const c of report.clusterPlans) out(`${c.collection}: clustering ${c.liveRows} live rows (${c.unclusteredRows} unclustered) into ~${c.regions} regions`);
+    for (const c of report.clustered) {
+      out(c.skipped ? `${c.collection}: ${c.skipped}` : `${c.collection}: ${c.sources.length} segments -> ${c.segmentIds.length} in ${c.regions} regions (epoch ${c.epoch}): ${c.records} rows, ${c.droppedRows} dropped, ${c.ms.toFixed(0)} ms`);
+    }
+    if (!cluster && report.plans.every((p) => p.groups.length === 0)) out('nothing to compact');
+    return exitCode;
+  });
 }

@@ -12,12 +12,14 @@ import { CopyVerifier, type SegmentCheck } from '../tiers/verify.js';
 import { Migrator, type MoveResult } from '../tiers/migrator.js';
 import type { SealedSegment } from '../tiers/sealed-segment.js';
 import { Compactor, type CompactionResult } from '../gc/compactor.js';
+import { ClusterCompactor, unclusteredRows, type ClusterOptions, type ClusterCompactionResult } from '../gc/clustering.js';
+import { currentRegion } from '../format/manifest.js';
 import { ReferenceSet, type CollectionReferences } from '../gc/references.js';
 import type { CompactionCandidate } from '../gc/compaction.js';
 import type { EngineContext } from './context.js';
 import { SegmentRegistry, type ManifestCheck } from './segment-registry.js';
 import { WritePath } from './write-path.js';
-import { ReadPath, type SearchHit, type SearchRequest, type StoredRecord } from './read-path.js';
+import { ReadPath, type ExplainResult, type SearchHit, type SearchRequest, type StoredRecord } from './read-path.js';
 import { recoverCollection } from './recovery.js';
 
 export interface SegmentInfo {
@@ -35,6 +37,8 @@ export interface SegmentInfo {
   pinned: Tier | undefined;
   createdAt: number;
   status: 'ok' | 'unavailable';
+  /** The clustering region it holds (clustering compaction), undefined when unclustered. */
+  region: number | undefined;
 }
 
 /** What the tiering policy needs of one segment. */
@@ -52,6 +56,7 @@ export class CollectionCore {
   readonly #migrator: Migrator;
   readonly #refs: ReferenceSet;
   readonly #compactor: Compactor;
+  readonly #clusterer: ClusterCompactor;
   readonly #writes: WritePath;
   readonly #reads: ReadPath;
 
@@ -63,8 +68,9 @@ export class CollectionCore {
     this.#migrator = new Migrator(ctx, reg, this.#copies, this.#verifier);
     this.#refs = new ReferenceSet(ctx, reg);
     this.#compactor = new Compactor(ctx, reg, this.#copies, this.#verifier, this.#refs);
+    this.#clusterer = new ClusterCompactor(ctx, reg, this.#copies, this.#compactor, ctx.options.segmentMaxRecords);
     this.#writes = new WritePath(ctx, reg, this.#copies);
-    this.#reads = new ReadPath(ctx, reg, this.#verifier, this.#migrator, this.#writes);
+    this.#reads = new ReadPath(ctx, reg, this.#verifier, this.#migrator, this.#writes, ctx.searchStats);
   }
 
   /** Writes the directory of a new collection; the caller renames it into place. */
@@ -150,6 +156,10 @@ export class CollectionCore {
     return this.#reads.search(req);
   }
 
+  explain(req: SearchRequest): Promise<ExplainResult> {
+    return this.#reads.explain(req);
+  }
+
   count(): number {
     return this.#reg.count;
   }
@@ -191,12 +201,26 @@ export class CollectionCore {
     return this.#compactor.compact(ids);
   }
 
+  /** Clustering compaction (gc/clustering.ts): every local segment rewritten into regions. */
+  cluster(opts: ClusterOptions = {}): Promise<ClusterCompactionResult> {
+    return this.#clusterer.cluster(opts);
+  }
+
+  /** Live rows of the segments clustering compaction would rewrite, and how many are unclustered. */
+  unclusteredRows(): { live: number; unclustered: number } {
+    return unclusteredRows(this.#reg);
+  }
+
   /** What compaction planning needs to know of each segment. */
   compactionCandidates(): CompactionCandidate[] {
-    return this.#reg.list().map((s) => ({
-      id: s.id, seq: s.meta.seq, records: s.meta.records, live: s.live,
-      tier: this.#migrator.tierOf(s), pinned: s.meta.pinned !== undefined, available: !s.error,
-    }));
+    return this.#reg.list().map((s) => {
+      const region = currentRegion(this.#reg.manifest, s.meta);
+      return {
+        id: s.id, seq: s.meta.seq, records: s.meta.records, live: s.live,
+        tier: this.#migrator.tierOf(s), pinned: s.meta.pinned !== undefined, available: !s.error,
+        ...(region === undefined ? {} : { region }),
+      };
+    });
   }
 
   references(): CollectionReferences {
@@ -228,6 +252,7 @@ export class CollectionCore {
       remoteBytes: s.meta.remote?.bytes,
       pinned: s.meta.pinned, createdAt: s.meta.createdAt,
       status: s.error ? 'unavailable' : 'ok',
+      region: currentRegion(this.#reg.manifest, s.meta),
     }));
   }
 
@@ -236,14 +261,8 @@ export class CollectionCore {
     return this.#reg.list().map((s) => ({
       seg: s,
       tier: this.#migrator.tierOf(s),
-      hotBytesEstimate: this.#ctx.hot.bytesOf(s.id) ?? this.#hotEstimate(s),
+      hotBytesEstimate: this.#migrator.hotBytesEstimate(s),
     }));
-  }
-
-  /** Memory a segment would take when hot: the mapped file plus hnswlib's graph (index/hnsw.ts). */
-  #hotEstimate(s: SealedSegment): number {
-    const M = this.#reg.manifest.hnsw.M;
-    return s.rawBytes + s.meta.records * (4 * this.dimension + 8 * M + 124) + 2.6 * 1024 * 1024;
   }
 
   stats() {

@@ -10,8 +10,8 @@ import { checkTier, TIERS, type Tier } from '../format/manifest.js';
 import type { Metric } from '../format/segment.js';
 import type { MoveResult } from '../tiers/migrator.js';
 import type { CollectionCore, SegmentInfo } from './collection-core.js';
-import type { SearchHit, StoredRecord } from './read-path.js';
-import { filterPredicate, type Filter, type Payload } from './filter.js';
+import type { ExplainResult, SearchHit, SearchRequest, StoredRecord } from './read-path.js';
+import { compileFilter, type Filter, type Payload } from './filter.js';
 
 export interface UpsertRecord {
   id: string;
@@ -34,7 +34,12 @@ export interface SearchOptions {
   /** Tiers the search may read (default all). Leaving out 'cold' skips cold segments instead of
    *  rehydrating them: faster, but their records are not searched. */
   tiers?: Tier[];
+  /** Search at most this many sealed segments, nearest bound first (as nprobe in IVF): faster and
+   *  no longer exact. Default: every segment whose bound can beat the k-th result. */
+  probe?: number;
 }
+
+const SEARCH_KEYS: ReadonlySet<string> = new Set(['k', 'ef', 'filter', 'includePayload', 'exact', 'tiers', 'probe']);
 
 export const MAX_PAYLOAD_BYTES = 1024 * 1024;
 export const MAX_K = 10_000;
@@ -94,16 +99,37 @@ export class Collection {
   /** The k nearest live records, nearest first. */
   async search(query: Float32Array | ArrayLike<number>, options: SearchOptions = {}): Promise<SearchHit[]> {
     this.#check();
+    return this.#core.search(this.#request(query, options));
+  }
+
+  /**
+   * Runs a search and reports how it went: the hits, the time, and per sealed segment (nearest
+   * bound first) its tier, how it was searched or why it was not (`hnsw`, `mapped-hnsw`, `scan`,
+   * `rows`, `pruned`, `no-match`, `skipped`), its time, whether it was rehydrated and the bytes
+   * fetched, its bound and the rows a filter passed.
+   */
+  async explain(query: Float32Array | ArrayLike<number>, options: SearchOptions = {}): Promise<ExplainResult> {
+    this.#check();
+    return this.#core.explain(this.#request(query, options));
+  }
+
+  #request(query: Float32Array | ArrayLike<number>, options: SearchOptions): SearchRequest {
     if (typeof options !== 'object' || options === null) throw new TypeError('search options must be an object');
+    for (const key of Object.keys(options)) {
+      if (!SEARCH_KEYS.has(key)) throw new StratavecError('ERR_INVALID_ARGUMENT', `unknown search option ${JSON.stringify(key)}; known: ${[...SEARCH_KEYS].join(', ')}`);
+    }
     const q = this.#vector(query, 'query');
     const k = options.k ?? 10;
     intInRange('k', k, 1, MAX_K);
     const ef = options.ef ?? this.#efSearch;
     intInRange('ef', ef, 1, MAX_EF);
-    return this.#core.search({
-      query: q, k, ef: Math.max(ef, k), filter: filterPredicate(options.filter), includePayload: options.includePayload ?? true,
-      exact: options.exact === true, tiers: tierSet(options.tiers),
-    });
+    if (options.probe !== undefined) intInRange('probe', options.probe, 1, Number.MAX_SAFE_INTEGER);
+    if (options.exact !== undefined && typeof options.exact !== 'boolean') throw new TypeError('exact must be a boolean');
+    if (options.includePayload !== undefined && typeof options.includePayload !== 'boolean') throw new TypeError('includePayload must be a boolean');
+    return {
+      query: q, k, ef: Math.max(ef, k), filter: compileFilter(options.filter), includePayload: options.includePayload ?? true,
+      exact: options.exact === true, tiers: tierSet(options.tiers), probe: options.probe,
+    };
   }
 
   /** Seals the growing segment now and waits until it is committed. */

@@ -3,7 +3,10 @@
 
 import type { TierContext } from '../tiers/segment-catalog.js';
 import type { FilledOptions } from './options.js';
+import type { SearchStats } from './read-path.js';
 
 export interface EngineContext extends TierContext {
   options: FilledOptions;
+  /** Every search's figures, summed (db.stats().search). */
+  searchStats: SearchStats;
 }

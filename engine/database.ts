@@ -23,11 +23,13 @@ import { TierStats } from '../tiers/tier-stats.js';
 import { CollectionCore } from './collection-core.js';
 import type { EngineContext } from './context.js';
 import { checkTier, type Tier } from '../format/manifest.js';
-import type { MoveResult } from '../tiers/migrator.js';
+import { hotValue, type MoveResult } from '../tiers/migrator.js';
 import { Tiering } from './tiering.js';
 import { LeaseSet } from '../tiers/leases.js';
 import { Maintenance, type VerifyOptions, type VerifyReport, type GcOptions, type GcReport, type CompactOptions, type CompactReport } from './maintenance.js';
 import { Collection } from './collection.js';
+import { SearchStats } from './read-path.js';
+import { readFileSync } from 'node:fs';
 import { DirectoryLock } from './lock.js';
 import { fillOptions, fillIndexes, type DatabaseOptions, type FilledOptions } from './options.js';
 import type { PayloadIndexes } from '../format/payload-schema.js';
@@ -35,6 +37,8 @@ import { loadLatestManifest } from '../format/manifest.js';
 import { WriterFence } from '../tiers/writer-fence.js';
 import { SegmentRegistry } from './segment-registry.js';
 import { adoptCollection, readRemoteManifest, reconcile, remoteManifestVersions } from './bucket.js';
+import { StatsPublisher } from './stats-file.js';
+import { CONFIG_FILE, configOf, isDatabase, mergeRecorded, readConfig, sameConfig, writeConfig, type RecordedConfig } from './config.js';
 
 export interface CollectionOptions {
   dimension: number;
@@ -72,7 +76,10 @@ export class Database {
     const access = new AccessTracker({ clock: options.clock, halfLifeMs: options.tiering.halfLifeMs });
     this.#ctx = {
       pool,
-      hot: new HotTier(options.hotBytes),
+      hot: new HotTier(options.hotBytes, {
+        ceilingBytes: options.hotBytes * options.tiering.highWatermark,
+        valueOf: (id) => hotValue(access, id),
+      }),
       warm: new WarmTier(path.join(dir, 'collections')),
       cold: new ColdTier(store, pool, tmpDir, { minSavings: options.compressionMinSavings }),
       access,
@@ -82,18 +89,26 @@ export class Database {
       options,
       nudgeTiering: () => this.tiering.nudge(),
       fence,
+      searchStats: new SearchStats(),
     };
     this.tiering = new Tiering({ collections: () => this.#cores.values(), access, options });
     this.#maintenance = new Maintenance({ dir, ctx: this.#ctx, cores: () => this.#cores });
+    this.#publisher = new StatsPublisher(dir, options.statsIntervalMs, () => this.#snapshot(), () => options.clock.now());
   }
+
+  readonly #publisher: StatsPublisher;
 
   readonly #maintenance: Maintenance;
 
-  /** Opens (creating if missing) the database in `dir`, recovering every collection. */
+  /** Opens (creating if missing, unless `create: false`) the database in `dir`, recovering every
+   *  collection. Options not given come from the recorded configuration (engine/config.ts). */
   static async open(dir: string, options: DatabaseOptions = {}): Promise<Database> {
     if (typeof dir !== 'string' || dir.length === 0) throw new TypeError('Database.open expects a directory path');
     const abs = path.resolve(dir);
-    const filled = fillOptions(abs, options);
+    const given = fillOptions(abs, options); // bad options fail before anything is touched
+    if (!given.create && !(await isDatabase(abs))) {
+      throw new StratavecError('ERR_DATABASE_NOT_FOUND', `${abs} is not a stratavec database (no ${CONFIG_FILE} or collections/ in it)`);
+    }
     try {
       await fsp.mkdir(abs, { recursive: true });
       await fsyncDir(path.dirname(abs));
@@ -103,7 +118,14 @@ export class Database {
     const lock = await DirectoryLock.acquire(abs);
     let store: ObjectStore | undefined;
     let fence: WriterFence;
+    let filled: FilledOptions;
+    let config: RecordedConfig | undefined; // to record once the open has succeeded
     try {
+      // Read under the lock: a concurrent first open cannot record a different store meanwhile.
+      const recorded = await readConfig(abs);
+      filled = fillOptions(abs, mergeRecorded(abs, options, recorded));
+      config = configOf(abs, filled);
+      if (sameConfig(recorded, config) || !filled.recordConfig) config = undefined;
       if (typeof filled.objectStore === 'string' && filled.objectStore.startsWith('file:')) {
         await fsp.mkdir(new URL(filled.objectStore), { recursive: true });
       }
@@ -118,6 +140,8 @@ export class Database {
     const db = new Database(abs, filled, lock, store, fence);
     try {
       await db.#load();
+      // Recorded only after recovery succeeded: a refused open changes nothing on disk.
+      if (config) await writeConfig(abs, config);
     } catch (err) {
       for (const core of db.#cores.values()) await core.close().catch(() => undefined); // the load error is the one to report
       await fence.heartbeat(true); // a failed open must not leave a claim that looks alive
@@ -131,6 +155,7 @@ export class Database {
     db.#maintenance.start();
     db.#heartbeat = setInterval(() => void fence.heartbeat(), filled.heartbeatMs);
     db.#heartbeat.unref();
+    db.#publisher.start();
     return db;
   }
 
@@ -318,7 +343,8 @@ export class Database {
     return this.#maintenance.gc(options);
   }
 
-  /** Merges small segments and drops deleted rows (README "Compaction"); `dryRun` plans only. */
+  /** Merges small segments and drops deleted rows (README "Compaction"); `dryRun` plans only;
+   *  `cluster: true` rewrites every local segment into regions (README "Clustering compaction"). */
   async compact(options: CompactOptions = {}): Promise<CompactReport> {
     this.#checkOpen();
     return this.#maintenance.compact(options);
@@ -332,10 +358,14 @@ export class Database {
 
   stats() {
     this.#checkOpen();
+    return this.#snapshot();
+  }
+
+  #snapshot() {
     const collections: Record<string, ReturnType<CollectionCore['stats']>> = {};
     const tiers = {
       hot: { ...this.#ctx.hot.stats() },
-      warm: { segments: 0, bytes: 0, budget: this.options.warmBytes, scans: 0 },
+      warm: { segments: 0, bytes: 0, budget: this.options.warmBytes, scans: 0, mappedBytes: 0 },
       cold: { segments: 0, bytes: 0, reads: 0, store: this.#ctx.cold.store.description },
     };
     for (const [name, core] of this.#cores) {
@@ -347,6 +377,7 @@ export class Database {
         } else {
           tiers.warm.segments++;
           tiers.warm.bytes += s.bytes;
+          tiers.warm.mappedBytes += s.bytes; // every local segment file is mapped while open
         }
       }
     }
@@ -358,6 +389,8 @@ export class Database {
       collections,
       tiers,
       movement: moves,
+      search: this.#ctx.searchStats.snapshot(),
+      memory: residentMemory(tiers.hot.nativeBytes, tiers.warm.mappedBytes),
       tiering: this.tiering.stats(),
       maintenance: this.#maintenance.stats(),
       workers: this.#ctx.pool.stats(),
@@ -380,6 +413,7 @@ export class Database {
       clearInterval(this.#heartbeat);
       await this.tiering.stop();
       await this.#maintenance.stop();
+      await this.#publisher.stop();
       for (const core of this.#cores.values()) await core.close();
       // Says "gone" so the next writer need not wait for staleness (best effort: a crash cannot).
       await this.#fence.heartbeat(true);
@@ -395,4 +429,25 @@ export class Database {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/**
+ * What is resident, by kind: hot indexes in native memory, mapped segment files (their pages are
+ * the OS page cache's to keep or drop), and the process's anonymous and file-backed RSS from
+ * /proc/self/status (Linux; undefined elsewhere). Anonymous RSS is what hotBytes bounds, plus the
+ * JS heap and fixed costs; file-backed RSS is mapped pages the kernel may reclaim.
+ */
+function residentMemory(hotNativeBytes: number, mappedBytes: number) {
+  let rssAnonBytes: number | undefined;
+  let rssFileBytes: number | undefined;
+  if (process.platform === 'linux') {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const kb = (key: string) => {
+      const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status);
+      return m ? Number(m[1]) * 1024 : undefined;
+    };
+    rssAnonBytes = kb('RssAnon');
+    rssFileBytes = kb('RssFile');
+  }
+  return { hotNativeBytes, mappedBytes, rssAnonBytes, rssFileBytes, heapUsedBytes: process.memoryUsage().heapUsed };
 }

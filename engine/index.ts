@@ -3,9 +3,10 @@
 export { Database, type CollectionOptions, type DatabaseStatus } from './database.js';
 export { Collection, type UpsertRecord, type SearchOptions, MAX_PAYLOAD_BYTES, MAX_K } from './collection.js';
 export type { SegmentInfo } from './collection-core.js';
-export type { SearchHit, StoredRecord } from './read-path.js';
+export { SEARCH_CHANNEL, type SearchHit, type StoredRecord, type ExplainResult, type SegmentTrace, type SearchHow } from './read-path.js';
 export type { SegmentCheck, CopyCheck } from '../tiers/verify.js';
 export type { CompactionResult } from '../gc/compactor.js';
+export type { ClusterCompactionResult } from '../gc/clustering.js';
 export type { ManifestCheck } from './segment-registry.js';
 export type { VerifyOptions, VerifyReport, GcOptions, GcReport, CompactOptions, CompactReport } from './maintenance.js';
 export type { Tier } from '../format/manifest.js';
@@ -22,3 +23,4 @@ export type { DatabaseOptions, S3ObjectStoreOptions, Clock, MaintenanceOptions }
 export type { Filter, Payload } from './filter.js';
 export { StratavecError, ErrorCodes, isStratavecError, type ErrorCode } from '../format/errors.js';
 export type { Metric, HnswParams } from '../index/hnsw.js';
+export { readPublishedStats, type PublishedStats } from './stats-file.js';

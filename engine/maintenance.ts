@@ -1,5 +1,6 @@
 // Database-wide maintenance: the verify pass over every collection, compaction planning and
-// running, and the background loops (a rate-limited scrub, GC and compaction on intervals). It
+// running (clustering compaction on request, or in the background once enough rows are
+// unclustered), and the background loops (a rate-limited scrub, GC and compaction on intervals). It
 // finds work and schedules it; the per-segment work is done under each segment's lock by
 // tiers/verify.ts and gc/compactor.ts, garbage collection by gc/garbage.ts.
 
@@ -8,6 +9,7 @@ import { StratavecError } from '../format/errors.js';
 import type { GarbageItem } from '../gc/collector.js';
 import { planCompaction, type CompactionGroup } from '../gc/compaction.js';
 import type { CompactionResult } from '../gc/compactor.js';
+import { clusterRegionCount, type ClusterCompactionResult } from '../gc/clustering.js';
 import { GarbageCollector, type GcReport } from '../gc/garbage.js';
 import type { SegmentCheck } from '../tiers/verify.js';
 import type { ManifestCheck } from './segment-registry.js';
@@ -55,12 +57,21 @@ export interface CompactOptions {
   dryRun?: boolean;
   smallFraction?: number;
   deletedRatio?: number;
+  /** Clustering compaction instead (README "Clustering compaction"): every local, unpinned segment
+   *  of each collection rewritten into regions of the space. */
+  cluster?: boolean;
+  /** With `cluster`: regions to learn (default from the live rows and segmentMaxRecords). */
+  regions?: number;
 }
 
 export interface CompactReport {
   dryRun: boolean;
   plans: { collection: string; groups: CompactionGroup[] }[];
   results: CompactionResult[];
+  /** With `cluster` (or in the background): per collection, its local live rows, how many were
+   *  unclustered, and the regions a clustering would learn. */
+  clusterPlans: { collection: string; liveRows: number; unclusteredRows: number; regions: number }[];
+  clustered: ClusterCompactionResult[];
   ms: number;
 }
 
@@ -87,7 +98,7 @@ export class Maintenance {
   readonly #stats = {
     gc: { runs: 0, lastRunAt: undefined, lastError: undefined, deleted: 0, bytesFreed: 0 } as LoopStats & { deleted: number; bytesFreed: number },
     scrub: { runs: 0, lastRunAt: undefined, lastError: undefined, problems: 0, repaired: 0 } as LoopStats & { problems: number; repaired: number },
-    compaction: { runs: 0, lastRunAt: undefined, lastError: undefined, merged: 0, droppedRows: 0 } as LoopStats & { merged: number; droppedRows: number },
+    compaction: { runs: 0, lastRunAt: undefined, lastError: undefined, merged: 0, droppedRows: 0, clustered: 0 } as LoopStats & { merged: number; droppedRows: number; clustered: number },
   };
 
   constructor(deps: MaintenanceDeps) {
@@ -175,10 +186,26 @@ export class Maintenance {
     return p;
   }
 
-  async #compact(opts: CompactOptions): Promise<CompactReport> {
+  async #compact(opts: CompactOptions, background = false): Promise<CompactReport> {
     const t0 = performance.now();
-    const report: CompactReport = { dryRun: opts.dryRun === true, plans: [], results: [], ms: 0 };
+    const cluster = opts.cluster === true;
+    if (opts.cluster !== undefined && typeof opts.cluster !== 'boolean') throw new TypeError('cluster must be a boolean');
+    const report: CompactReport = { dryRun: opts.dryRun === true, plans: [], results: [], clusterPlans: [], clustered: [], ms: 0 };
+    const m = this.#ctx.options.maintenance;
     for (const core of this.#selected(opts.collections)) {
+      const { live, unclustered } = core.unclusteredRows();
+      // In the background, a collection is clustered once enough of its rows are unclustered.
+      const due = background && m.clusterMinUnclusteredRows > 0 && unclustered >= m.clusterMinUnclusteredRows &&
+        unclustered >= m.clusterMinUnclusteredFraction * live;
+      if (cluster || due) {
+        report.clusterPlans.push({
+          collection: core.name, liveRows: live, unclusteredRows: unclustered,
+          regions: opts.regions ?? clusterRegionCount(live, this.#ctx.options.segmentMaxRecords),
+        });
+        if (report.dryRun || this.#stopping) continue;
+        report.clustered.push(await core.cluster(opts.regions === undefined ? {} : { regions: opts.regions }));
+        continue;
+      }
       const groups = planCompaction(core.compactionCandidates(), {
         targetRecords: this.#ctx.options.segmentMaxRecords,
         ...(opts.smallFraction === undefined ? {} : { smallFraction: opts.smallFraction }),
@@ -211,9 +238,13 @@ export class Maintenance {
       this.#stats.scrub.repaired += r.summary.repaired;
     });
     this.#loop(m.compactIntervalMs, this.#stats.compaction, async () => {
-      const r = await this.compact();
+      const run = () => this.#compact({}, true);
+      const p = this.#compactChain.then(run, run);
+      this.#compactChain = p.catch(() => undefined);
+      const r = await p;
       this.#stats.compaction.merged += r.results.reduce((n, x) => n + x.sources.length, 0);
       this.#stats.compaction.droppedRows += r.results.reduce((n, x) => n + x.droppedRows, 0);
+      this.#stats.compaction.clustered += r.clustered.filter((x) => x.epoch !== undefined).length;
     });
   }
 

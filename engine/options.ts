@@ -3,7 +3,7 @@
 
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { StratavecError } from '../format/errors.js';
 import { indexDeclarationProblem, type PayloadIndexes } from '../format/payload-schema.js';
 import type { TieringPolicy } from '../tiers/policy.js';
@@ -58,6 +58,18 @@ export interface DatabaseOptions {
   /** Seal the growing segment once its oldest row is this old, so the bucket is at most about
    *  this far behind the acknowledged writes. 0 (default): seal only at segmentMaxRecords or flush(). */
   maxUnsealedMs?: number;
+  /** Create the database when `dir` holds none (default true). false: ERR_DATABASE_NOT_FOUND
+   *  instead, so a mistyped path never becomes an empty database (admin tools pass false). */
+  create?: boolean;
+  /** Record the options given here in `<dir>/config.json` (default true), so later opens that
+   *  omit them use them. false: they apply to this session only (README "Recorded configuration"). */
+  recordConfig?: boolean;
+  /** The database's objects were moved to `objectStore`: record the new location instead of
+   *  failing with ERR_OBJECT_STORE_MISMATCH. Default false. */
+  relocateObjectStore?: boolean;
+  /** How often db.stats() is written to `<dir>/stats.json` for tools outside the process (the
+   *  admin CLI); 0 never. Default 10 s. */
+  statsIntervalMs?: number;
 }
 
 export interface TieringOptions {
@@ -70,6 +82,9 @@ export interface TieringOptions {
   lowWatermark?: number;
   /** Half-life of the decayed access frequency. Default 10 minutes. */
   halfLifeMs?: number;
+  /** The default policy does not demote a segment within this long of a read rehydrating it or
+   *  loading it into hot (no tier ping-pong). Default 60 s. */
+  minResidencyMs?: number;
 }
 
 /** Background maintenance (README "Maintenance"). An interval of 0 turns that loop off. */
@@ -84,6 +99,13 @@ export interface MaintenanceOptions {
   scrubBytesPerSecond?: number;
   /** How often compaction looks for small or tombstone-heavy segments. Default 10 minutes. */
   compactIntervalMs?: number;
+  /** Background clustering compaction (README "Clustering compaction"): on each compaction run, a
+   *  collection whose local segments hold at least this many unclustered live rows is clustered.
+   *  Default 0: never in the background (`db.compact({ cluster: true })` still works). */
+  clusterMinUnclusteredRows?: number;
+  /** ...and only if those are at least this fraction of its local live rows, so that a large
+   *  clustered collection is not rewritten for a few new segments. Default 0.2. */
+  clusterMinUnclusteredFraction?: number;
 }
 
 export interface FilledOptions {
@@ -95,7 +117,7 @@ export interface FilledOptions {
   clock: Clock;
   uploadOnSeal: boolean;
   warmScanMaxRecords: number;
-  tiering: { policy: TieringPolicy | undefined; intervalMs: number; highWatermark: number; lowWatermark: number; halfLifeMs: number };
+  tiering: { policy: TieringPolicy | undefined; intervalMs: number; highWatermark: number; lowWatermark: number; halfLifeMs: number; minResidencyMs: number };
   maintenance: Required<MaintenanceOptions>;
   compressionMinSavings: number;
   taskTimeoutMs: number;
@@ -105,6 +127,10 @@ export interface FilledOptions {
   heartbeatMs: number;
   writerStaleMs: number;
   maxUnsealedMs: number;
+  create: boolean;
+  recordConfig: boolean;
+  relocateObjectStore: boolean;
+  statsIntervalMs: number;
 }
 
 export const kDefaultOptions = Object.freeze({
@@ -118,7 +144,7 @@ export const kDefaultOptions = Object.freeze({
   // itself after ~4 queries; below ~2,000 its fixed cost (and ~2.6 MB of hnswlib overhead per
   // index) needs 8-36 queries. See README "Tiers".
   warmScanMaxRecords: 2_000,
-  tiering: Object.freeze({ intervalMs: 30_000, highWatermark: 0.9, lowWatermark: 0.7, halfLifeMs: 10 * 60_000 }),
+  tiering: Object.freeze({ intervalMs: 30_000, highWatermark: 0.9, lowWatermark: 0.7, halfLifeMs: 10 * 60_000, minResidencyMs: 60_000 }),
   // workers/codec.ts DEFAULT_MIN_SAVINGS: below a 10% saving, decoding costs more than the bytes.
   compressionMinSavings: 0.1,
   heartbeatMs: 5_000,
@@ -130,6 +156,8 @@ export const kDefaultOptions = Object.freeze({
     scrubIntervalMs: 24 * 3600_000,
     scrubBytesPerSecond: 32 * 1024 * 1024,
     compactIntervalMs: 10 * 60_000,
+    clusterMinUnclusteredRows: 0,
+    clusterMinUnclusteredFraction: 0.2,
   }),
 });
 
@@ -143,15 +171,44 @@ function positiveInt(name: string, v: unknown, min: number, max: number): number
   return v;
 }
 
+/** Every key each options object takes: a misspelt key is an error, never silently ignored. */
+const KNOWN_KEYS = {
+  options: ['objectStore', 'hotBytes', 'warmBytes', 'workers', 'segmentMaxRecords', 'clock', 'uploadOnSeal', 'warmScanMaxRecords',
+    'tiering', 'maintenance', 'compressionMinSavings', 'taskTimeoutMs', 'workerNice', 'objectStoreTuning', 'create', 'recordConfig',
+    'relocateObjectStore', 'statsIntervalMs', 'takeover', 'heartbeatMs', 'writerStaleMs', 'maxUnsealedMs'],
+  // Derived from the defaults, so a new nested option is known the moment it has a default.
+  tiering: ['policy', ...Object.keys(kDefaultOptions.tiering)],
+  maintenance: Object.keys(kDefaultOptions.maintenance),
+  objectStore: ['url', 'endpoint', 'region', 'credentials', 'forcePathStyle'],
+  objectStoreTuning: ['multipartThreshold', 'partSize', 'retries', 'retryBaseMs'],
+};
+
+/** Throws ERR_INVALID_ARGUMENT naming the first key of `obj` not in `known` (undefined values count too). */
+export function checkKnownKeys(what: string, obj: object, known: readonly string[]): void {
+  for (const key of Object.keys(obj)) {
+    if (known.includes(key)) continue;
+    const near = known.find((k) => k.toLowerCase() === key.toLowerCase().replace(/[-_]/g, ''));
+    throw new StratavecError('ERR_INVALID_ARGUMENT',
+      `unknown ${what} ${JSON.stringify(key)}${near ? ` (did you mean ${near}?)` : ''}; known: ${known.join(', ')}`);
+  }
+}
+
 export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledOptions {
   if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
   const o = options;
+  checkKnownKeys('option', o, KNOWN_KEYS.options);
+  for (const sub of ['tiering', 'maintenance', 'objectStoreTuning'] as const) {
+    const v = o[sub];
+    if (typeof v === 'object' && v !== null) checkKnownKeys(`${sub} option`, v, KNOWN_KEYS[sub]);
+  }
+  if (typeof o.objectStore === 'object' && o.objectStore !== null) checkKnownKeys('objectStore option', o.objectStore, KNOWN_KEYS.objectStore);
   let objectStore: string | S3ObjectStoreOptions = pathToFileURL(path.join(dir, 'objects')).href;
   if (o.objectStore !== undefined) {
     if (typeof o.objectStore === 'string') {
       if (!/^(file|s3):\/\//.test(o.objectStore)) {
         throw new StratavecError('ERR_INVALID_ARGUMENT', 'objectStore must be a file:// or s3:// URL');
       }
+      if (o.objectStore.startsWith('file:')) checkFileUrl(o.objectStore);
       objectStore = o.objectStore;
     } else if (typeof o.objectStore === 'object' && o.objectStore !== null && typeof o.objectStore.url === 'string') {
       if (!o.objectStore.url.startsWith('s3://')) throw new StratavecError('ERR_INVALID_ARGUMENT', 'objectStore.url must be an s3:// URL');
@@ -164,7 +221,7 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
   if (typeof clock.now !== 'function') throw new TypeError('clock must have a now() method');
   return {
     objectStore,
-    hotBytes: o.hotBytes === undefined ? kDefaultOptions.hotBytes : positiveInt('hotBytes', o.hotBytes, 1, Number.MAX_SAFE_INTEGER),
+    hotBytes: o.hotBytes === undefined ? kDefaultOptions.hotBytes : positiveInt('hotBytes', o.hotBytes, 0, Number.MAX_SAFE_INTEGER),
     warmBytes: o.warmBytes === undefined ? kDefaultOptions.warmBytes : positiveInt('warmBytes', o.warmBytes, 1, Number.MAX_SAFE_INTEGER),
     workers: o.workers === undefined ? os.availableParallelism() : positiveInt('workers', o.workers, 0, 256),
     segmentMaxRecords: o.segmentMaxRecords === undefined
@@ -181,6 +238,10 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
     taskTimeoutMs: o.taskTimeoutMs === undefined ? 0 : positiveInt('taskTimeoutMs', o.taskTimeoutMs, 0, 24 * 3600_000),
     workerNice: o.workerNice === undefined ? DEFAULT_WORKER_NICE : positiveInt('workerNice', o.workerNice, 0, MAX_NICE),
     objectStoreTuning: { ...(o.objectStoreTuning ?? {}) },
+    create: o.create === undefined ? true : bool('create', o.create),
+    recordConfig: o.recordConfig === undefined ? true : bool('recordConfig', o.recordConfig),
+    relocateObjectStore: o.relocateObjectStore === undefined ? false : bool('relocateObjectStore', o.relocateObjectStore),
+    statsIntervalMs: o.statsIntervalMs === undefined ? 10_000 : positiveInt('statsIntervalMs', o.statsIntervalMs, 0, 24 * 3600_000),
     ...fillWriter(o),
   };
 }
@@ -198,6 +259,15 @@ function fillWriter(o: DatabaseOptions): Pick<FilledOptions, 'takeover' | 'heart
     writerStaleMs,
     maxUnsealedMs: o.maxUnsealedMs === undefined ? 0 : positiveInt('maxUnsealedMs', o.maxUnsealedMs, 0, 7 * day),
   };
+}
+
+/** `file://relative/x` parses with host `relative`: a clear error here, not a TypeError from fs. */
+function checkFileUrl(url: string): void {
+  try {
+    if (!path.isAbsolute(fileURLToPath(url))) throw new Error('not absolute');
+  } catch (err) {
+    throw new StratavecError('ERR_INVALID_ARGUMENT', `objectStore ${JSON.stringify(url)} must be file:///absolute/path (three slashes: file://x/y names host x)`, { cause: err });
+  }
 }
 
 function bool(name: string, v: unknown): boolean {
@@ -226,6 +296,7 @@ function fillTiering(t: TieringOptions | undefined): FilledOptions['tiering'] {
     highWatermark: high,
     lowWatermark: low,
     halfLifeMs: o.halfLifeMs === undefined ? d.halfLifeMs : positiveInt('tiering.halfLifeMs', o.halfLifeMs, 1, Number.MAX_SAFE_INTEGER),
+    minResidencyMs: o.minResidencyMs === undefined ? d.minResidencyMs : positiveInt('tiering.minResidencyMs', o.minResidencyMs, 0, Number.MAX_SAFE_INTEGER),
   };
 }
 
@@ -234,7 +305,7 @@ function fillMaintenance(m: MaintenanceOptions | undefined): Required<Maintenanc
   const d = kDefaultOptions.maintenance;
   const o = m ?? {};
   const day = 24 * 3600_000;
-  const pick = (key: keyof MaintenanceOptions, min: number, max: number) =>
+  const pick = (key: Exclude<keyof MaintenanceOptions, 'clusterMinUnclusteredFraction'>, min: number, max: number) =>
     o[key] === undefined ? d[key] : positiveInt(`maintenance.${key}`, o[key], min, max);
   return {
     gcIntervalMs: pick('gcIntervalMs', 0, 7 * day),
@@ -242,6 +313,8 @@ function fillMaintenance(m: MaintenanceOptions | undefined): Required<Maintenanc
     scrubIntervalMs: pick('scrubIntervalMs', 0, 365 * day),
     scrubBytesPerSecond: pick('scrubBytesPerSecond', 1, Number.MAX_SAFE_INTEGER),
     compactIntervalMs: pick('compactIntervalMs', 0, 7 * day),
+    clusterMinUnclusteredRows: pick('clusterMinUnclusteredRows', 0, Number.MAX_SAFE_INTEGER),
+    clusterMinUnclusteredFraction: fraction('maintenance.clusterMinUnclusteredFraction', o.clusterMinUnclusteredFraction, d.clusterMinUnclusteredFraction, true),
   };
 }
 

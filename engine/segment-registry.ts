@@ -146,6 +146,7 @@ export class SegmentRegistry implements SegmentCatalog {
         version: Math.max(this.#manifest.version, this.#versionFloor) + 1,
         nextSegmentSeq: this.#nextSeq,
         walSeq: change.walSeq ?? this.#manifest.walSeq,
+        ...(change.clustering ? { clustering: change.clustering } : {}),
         segments: segs.map((s) => ({ ...(change.replace?.id === s.id ? change.replace : s.meta), deleted: s.deletedRows() })),
       };
       const next = await this.#writeVersion(base);

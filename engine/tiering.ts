@@ -45,7 +45,7 @@ export class Tiering {
 
   constructor(host: TieringHost) {
     this.#host = host;
-    this.policy = host.options.tiering.policy ?? new DefaultTieringPolicy();
+    this.policy = host.options.tiering.policy ?? new DefaultTieringPolicy({ minResidencyMs: host.options.tiering.minResidencyMs });
   }
 
   get budgets(): TierBudgets {
@@ -67,6 +67,7 @@ export class Tiering {
           pinned: seg.meta.pinned, frequency: snap.frequency, lastAccess: snap.lastAccess,
           createdAt: seg.meta.createdAt, hasRemoteCopy: seg.meta.remote !== undefined,
           available: seg.error === undefined,
+          residentSince: seg.movedAt,
         });
       }
     }

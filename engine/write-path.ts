@@ -249,6 +249,7 @@ export class WritePath {
         dimension: this.#reg.dimension, metric: this.#reg.metric, hnsw: this.#reg.manifest.hnsw,
         vectors: g.buffer, count: g.count, rows: rows.length === g.count ? null : rows,
         ids, payloads, createdAt, seed: seq,
+        ...(this.#reg.manifest.indexes ? { indexes: this.#reg.manifest.indexes } : {}),
       });
     } catch (err) {
       release();
@@ -260,6 +261,7 @@ export class WritePath {
       tier: 'warm',
       local: { bytes: result.bytes, storedCrcs: result.sections.map((s) => s.storedCrc), codecs: result.sections.map((s) => s.codec) },
       createdAt,
+      ...(result.summary ? { summary: result.summary } : {}),
     };
     return { meta, rows, ids, outPath, result, startedAt: t0, release };
   }

@@ -52,6 +52,12 @@ export const ErrorCodes = {
   ERR_WORKER_FAILED: 'ERR_WORKER_FAILED',
   /** A worker task ran past the pool's task timeout; its thread was stopped, nothing half-written is visible. */
   ERR_WORKER_TIMEOUT: 'ERR_WORKER_TIMEOUT',
+  /** Database.open({ create: false }) on a directory that holds no database. */
+  ERR_DATABASE_NOT_FOUND: 'ERR_DATABASE_NOT_FOUND',
+  /** The object store given at open is not the one the database recorded. */
+  ERR_OBJECT_STORE_MISMATCH: 'ERR_OBJECT_STORE_MISMATCH',
+  /** `<dir>/config.json` is not a readable stratavec configuration. */
+  ERR_CONFIG_CORRUPT: 'ERR_CONFIG_CORRUPT',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -55,6 +55,30 @@ export interface ManifestSegment {
   /** What the segment holds per indexed payload field, so a filter can skip it unread (absent in
    *  segments written before the field was indexed, or by versions without payload indexes). */
   summary?: PayloadSummary;
+  /** The clustering region its rows were assigned to (clustering compaction); absent for rows
+   *  never clustered. A region of an older epoch than the manifest's `clustering` is stale: the
+   *  segment counts as unclustered. */
+  region?: SegmentRegion;
+}
+
+/** Which region of which clustering a segment holds. */
+export interface SegmentRegion {
+  /** The `clustering.epoch` it was assigned under. */
+  epoch: number;
+  /** Its centroid's index in that clustering. */
+  index: number;
+}
+
+/**
+ * The partitions the last clustering compaction learnt: `k` centroids, each the centre of one region
+ * of the space; segments say which region they hold. A new epoch per clustering compaction.
+ */
+export interface ManifestClustering {
+  epoch: number;
+  k: number;
+  /** `k * dimension` float32, little-endian, base64 (JSON numbers would triple the size). */
+  centroids: string;
+  createdAt: number;
 }
 
 /** A collection's HNSW settings, recorded in its manifest so every seal builds alike. */
@@ -85,6 +109,28 @@ export interface CollectionManifest {
   /** The writer epoch that committed this version (README "Scale past one machine"); absent in
    *  versions written before writers were fenced, which counts as epoch 0. */
   writer?: number;
+  /** The current clustering (absent until the first clustering compaction). */
+  clustering?: ManifestClustering;
+}
+
+/** Encodes `k * dim` centroids for ManifestClustering.centroids. */
+export function encodeCentroids(centroids: Float32Array): string {
+  const bytes = Buffer.alloc(centroids.length * 4);
+  for (let i = 0; i < centroids.length; i++) bytes.writeFloatLE(centroids[i]!, i * 4);
+  return bytes.toString('base64');
+}
+
+/** The centroids of a (validated) clustering, `k * dimension` row-major. */
+export function decodeCentroids(c: ManifestClustering): Float32Array {
+  const bytes = Buffer.from(c.centroids, 'base64');
+  const out = new Float32Array(bytes.length >>> 2);
+  for (let i = 0; i < out.length; i++) out[i] = bytes.readFloatLE(i * 4);
+  return out;
+}
+
+/** The current region of a segment, or undefined when its rows are unclustered (or stale). */
+export function currentRegion(m: Pick<CollectionManifest, 'clustering'>, s: Pick<ManifestSegment, 'region'>): number | undefined {
+  return m.clustering !== undefined && s.region?.epoch === m.clustering.epoch ? s.region.index : undefined;
 }
 
 const HEADER_RE = /^stratavec-manifest v(\d+) crc32=([0-9a-f]{8}) bytes=(\d+)\n/;
@@ -135,6 +181,12 @@ function validateManifest(v: unknown, file: string): asserts v is CollectionMani
   if (!Array.isArray(m.segments)) throw bad('segments');
   if (m.indexes !== undefined && indexDeclarationProblem(m.indexes) !== undefined) throw bad('indexes');
   if (m.writer !== undefined && !isInt(m.writer, 1)) throw bad('writer');
+  const cl = m.clustering;
+  if (cl !== undefined) {
+    if (!cl || !isInt(cl.epoch, 1) || !isInt(cl.k, 1) || !isInt(cl.createdAt) || typeof cl.centroids !== 'string') throw bad('clustering');
+    // base64 of k * dimension float32s, checked on the string before anything is decoded.
+    if (cl.centroids.length !== 4 * Math.ceil((cl.k * m.dimension * 4) / 3) || !/^[A-Za-z0-9+/]*={0,2}$/.test(cl.centroids)) throw bad('clustering centroids');
+  }
   const ids = new Set<string>();
   for (const s of m.segments) {
     if (!s || typeof s.id !== 'string' || ids.has(s.id)) throw bad('segment id');
@@ -147,6 +199,11 @@ function validateManifest(v: unknown, file: string): asserts v is CollectionMani
     }
     if (s.tier !== 'warm' && s.tier !== 'cold') throw bad(`segment ${s.id} tier`);
     if (s.summary !== undefined && (!isPayloadSummary(s.summary) || s.summary.rows !== s.records)) throw bad(`segment ${s.id} payload summary`);
+    if (s.region !== undefined) {
+      if (!s.region || !isInt(s.region.epoch, 1) || !isInt(s.region.index)) throw bad(`segment ${s.id} region`);
+      if (cl !== undefined && s.region.epoch > cl.epoch) throw bad(`segment ${s.id} region epoch`);
+      if (cl !== undefined && s.region.epoch === cl.epoch && s.region.index >= cl.k) throw bad(`segment ${s.id} region index`);
+    }
   }
 }
 

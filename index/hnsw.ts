@@ -5,17 +5,18 @@
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { endianness } from 'node:os';
 import hnswlib from 'hnswlib-node';
 import { StratavecError, ioError } from '../format/errors.js';
 import { tempPathFor, fsyncDir } from '../format/fsutil.js';
 import { type Metric, hnswSpaceFor, isMetric } from './distance.js';
 import type { Neighbors } from './flat.js';
+import { DEFAULT_EF_SEARCH, MAX_EF, MAX_M, checkHnswIndexBytes, hnswCorrupt as corrupt, type HnswFileInfo } from './hnsw-file.js';
 
 const { HierarchicalNSW } = hnswlib;
 type NativeIndex = InstanceType<typeof HierarchicalNSW>;
 
 export type { Metric } from './distance.js';
+export { checkHnswIndexBytes, type HnswFileInfo } from './hnsw-file.js';
 
 export type { HnswParams } from '../format/manifest.js';
 import type { HnswParams } from '../format/manifest.js';
@@ -28,150 +29,7 @@ import type { HnswParams } from '../format/manifest.js';
 export type NativeCall = <T>(call: () => T) => T;
 const direct: NativeCall = (call) => call();
 
-export const DEFAULT_HNSW_PARAMS: Readonly<HnswParams> = Object.freeze({ M: 16, efConstruction: 200, efSearch: 64 });
-
-/** hnswlib-node caps M at 10000; M = 1 makes its level multiplier 1/ln(1) infinite. */
-const MAX_M = 10000;
-/** Bounds `ef`, which hnswlib uses to size a heap per search. */
-const MAX_EF = 1 << 20;
-
-/** The fields of hnswlib's saveIndex header that the structural check established. */
-export interface HnswFileInfo {
-  count: number;
-  M: number;
-  efConstruction: number;
-  maxLevel: number;
-}
-
-// hnswlib's saveIndex header: native-endian PODs written one after another (x86-64/arm64 sizes:
-// size_t 8, int 4, tableint 4, double 8). All offsets below are byte offsets into the file.
-const H_OFFSET_LEVEL0 = 0; //   size_t, always 0
-const H_MAX_ELEMENTS = 8; //    size_t, capacity the index was created with
-const H_CUR_COUNT = 16; //      size_t, elements present
-const H_SIZE_PER_ELEM = 24; //  size_t, bytes per level-0 record
-const H_LABEL_OFFSET = 32; //   size_t, offset of the 8-byte label in a level-0 record
-const H_OFFSET_DATA = 40; //    size_t, offset of the vector in a level-0 record
-const H_MAX_LEVEL = 48; //      int, top level of the graph (-1 when empty)
-const H_ENTRY_POINT = 52; //    tableint, internal id the search starts from
-const H_MAX_M = 56; //          size_t, links per node on levels >= 1
-const H_MAX_M0 = 64; //         size_t, links per node on level 0
-const H_M = 72; //              size_t
-const H_MULT = 80; //           double, level generation multiplier
-const H_EF_CONSTRUCTION = 88; // size_t
-const HEADER_BYTES = 96;
-/** No graph of ours gets near this: expected top level is log_M(count), about 6 for M=16. */
-const MAX_LEVEL_CAP = 64;
-
-function corrupt(message: string, cause?: unknown): StratavecError {
-  return new StratavecError('ERR_SEGMENT_CORRUPT', `HNSW index: ${message}`, cause === undefined ? undefined : { cause });
-}
-
-/**
- * Checks that `bytes` is an hnswlib index file that hnswlib can load and search without reading
- * out of bounds, for `count` elements of `dim` float32s built by `HnswIndex.build`.
- *
- * Why this exists: hnswlib's loadIndex only checks that the link-list lengths add up to the file
- * length. Anything else (an entry point or neighbour id past the end, a level that the node does
- * not have, a huge capacity) loads fine and then segfaults or aborts the whole process on the first
- * search, or allocates whatever the header asks for. So before hnswlib sees a file we verify the
- * header against what we built (dimension, count, M, record layout, capacity = count), every
- * level-0 and upper-level link list (count within the degree bound, delete mark clear, every
- * neighbour id < count and present on that level), every label (a permutation of 0..count-1), the
- * entry point (on the top level), and that the link lists end exactly at the end of the file. This
- * is O(file size), a few ms for 100k x 128, and reads nothing twice. Vector values themselves are
- * not checked (a flipped bit there cannot crash hnswlib; the segment's CRC32 catches it).
- */
-export function checkHnswIndexBytes(bytes: Uint8Array, dim: number, count: number): HnswFileInfo {
-  if (endianness() !== 'LE') throw corrupt('hnswlib files are native-endian; only little-endian hosts are supported');
-  const len = bytes.length;
-  if (len < HEADER_BYTES) throw corrupt(`file is ${len} bytes, shorter than the ${HEADER_BYTES}-byte header`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  // size_t fields: the high word must be 0; every legitimate value is far below 2^32.
-  const u64 = (off: number, what: string): number => {
-    if (view.getUint32(off + 4, true) !== 0) throw corrupt(`${what} is out of range`);
-    return view.getUint32(off, true);
-  };
-
-  const curCount = u64(H_CUR_COUNT, 'element count');
-  if (curCount !== count) throw corrupt(`holds ${curCount} elements, expected ${count}`);
-  if (u64(H_OFFSET_LEVEL0, 'level-0 offset') !== 0) throw corrupt('level-0 offset is not 0');
-  // build() always creates the index with capacity max(count, 1); anything larger would only make
-  // loadIndex allocate memory the segment does not need.
-  const maxElements = u64(H_MAX_ELEMENTS, 'capacity');
-  if (maxElements !== Math.max(count, 1)) throw corrupt(`capacity ${maxElements} does not match ${count} elements`);
-  const M = u64(H_M, 'M');
-  if (M < 2 || M > MAX_M) throw corrupt(`M = ${M} is out of range`);
-  const maxM = u64(H_MAX_M, 'maxM');
-  const maxM0 = u64(H_MAX_M0, 'maxM0');
-  if (maxM !== M || maxM0 !== 2 * M) throw corrupt(`degree bounds ${maxM}/${maxM0} do not match M = ${M}`);
-  const linksLevel0 = 4 + 4 * maxM0;
-  const dataBytes = 4 * dim;
-  const perElem = u64(H_SIZE_PER_ELEM, 'record size');
-  if (perElem !== linksLevel0 + dataBytes + 8) throw corrupt(`record size ${perElem} does not fit dimension ${dim} and M = ${M}`);
-  if (u64(H_OFFSET_DATA, 'data offset') !== linksLevel0) throw corrupt('vector offset does not follow the level-0 links');
-  const labelOffset = u64(H_LABEL_OFFSET, 'label offset');
-  if (labelOffset !== linksLevel0 + dataBytes) throw corrupt('label offset does not follow the vector');
-  const mult = view.getFloat64(H_MULT, true);
-  if (!(mult > 0) || !Number.isFinite(mult)) throw corrupt('level multiplier is not a positive number');
-  const efConstruction = u64(H_EF_CONSTRUCTION, 'efConstruction');
-  const maxLevel = view.getInt32(H_MAX_LEVEL, true);
-  const entryPoint = view.getUint32(H_ENTRY_POINT, true);
-  if (count === 0) {
-    if (len !== HEADER_BYTES) throw corrupt('an empty index has bytes after its header');
-    return { count, M, efConstruction, maxLevel };
-  }
-  if (maxLevel < 0 || maxLevel > MAX_LEVEL_CAP) throw corrupt(`top level ${maxLevel} is out of range`);
-  if (entryPoint >= count) throw corrupt(`entry point ${entryPoint} is not an element`);
-
-  const level0End = HEADER_BYTES + count * perElem;
-  if (level0End > len) throw corrupt(`file is ${len} bytes, the level-0 records alone need ${level0End}`);
-
-  // Pass 1: the upper-level link lists (after level 0) give every node's level.
-  const linksPerLevel = 4 + 4 * maxM;
-  const levels = new Uint8Array(count);
-  const upperAt = new Float64Array(count); // file offset of node i's first upper-level list
-  let pos = level0End;
-  for (let i = 0; i < count; i++) {
-    if (pos + 4 > len) throw corrupt(`link lists end early, at node ${i}`);
-    const size = view.getUint32(pos, true);
-    pos += 4;
-    if (size % linksPerLevel !== 0) throw corrupt(`node ${i}: link-list size ${size} is not a whole number of levels`);
-    const level = size / linksPerLevel;
-    if (level > maxLevel) throw corrupt(`node ${i} is on level ${level}, above the top level ${maxLevel}`);
-    if (pos + size > len) throw corrupt(`node ${i}: link lists run past the end of the file`);
-    levels[i] = level;
-    upperAt[i] = pos;
-    pos += size;
-  }
-  if (pos !== len) throw corrupt(`${len - pos} unexpected bytes after the link lists`);
-  if (levels[entryPoint] !== maxLevel) throw corrupt(`entry point ${entryPoint} is not on the top level ${maxLevel}`);
-
-  // Pass 2: every link points at an element that exists on that level; labels are a permutation.
-  const seen = new Uint8Array(count);
-  for (let i = 0; i < count; i++) {
-    const rec = HEADER_BYTES + i * perElem;
-    // The whole 32-bit header, not just hnswlib's 16-bit count: byte 2 is the delete mark, which
-    // build() never sets; byte 3 is unused and zero.
-    const n0 = view.getUint32(rec, true);
-    if (n0 > maxM0) throw corrupt(`node ${i}: level-0 link header ${n0} exceeds ${maxM0}`);
-    for (let j = 0; j < n0; j++) {
-      if (view.getUint32(rec + 4 + 4 * j, true) >= count) throw corrupt(`node ${i}: level-0 link to a missing element`);
-    }
-    if (view.getUint32(rec + labelOffset + 4, true) !== 0) throw corrupt(`node ${i}: label out of range`);
-    const label = view.getUint32(rec + labelOffset, true);
-    if (label >= count || seen[label] !== 0) throw corrupt(`node ${i}: label ${label} is out of range or repeated`);
-    seen[label] = 1;
-    for (let lv = 1, at = upperAt[i]!; lv <= levels[i]!; lv++, at += linksPerLevel) {
-      const n = view.getUint32(at, true);
-      if (n > maxM) throw corrupt(`node ${i}: level-${lv} link count ${n} exceeds ${maxM}`);
-      for (let j = 0; j < n; j++) {
-        const nb = view.getUint32(at + 4 + 4 * j, true);
-        if (nb >= count || levels[nb]! < lv) throw corrupt(`node ${i}: level-${lv} link to an element not on that level`);
-      }
-    }
-  }
-  return { count, M, efConstruction, maxLevel };
-}
+export const DEFAULT_HNSW_PARAMS: Readonly<HnswParams> = Object.freeze({ M: 16, efConstruction: 200, efSearch: DEFAULT_EF_SEARCH });
 
 function checkParams(params: HnswParams): void {
   const { M, efConstruction, efSearch } = params;

@@ -2,7 +2,7 @@
 // table, progress lines on stderr, and the JSON files under bench-results/. It must never import
 // the engine: benches measure the engine, they do not share its code.
 
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -128,4 +128,24 @@ export async function removeDir(dir: string): Promise<void> {
 /** Rounds for JSON: enough digits to compare, not the float noise. */
 export function round(x: number, digits = 3): number {
   return Number.isFinite(x) ? +x.toFixed(digits) : x;
+}
+
+/** Resident memory of this process in bytes, from /proc/self/status (Linux); NaN where absent. */
+export function residentMemory(): { rss: number; anon: number; file: number } {
+  let text = '';
+  try {
+    text = readFileSync('/proc/self/status', 'utf8');
+  } catch {
+    return { rss: NaN, anon: NaN, file: NaN };
+  }
+  const kb = (field: string) => {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
+    return m ? Number(m[1]) * 1024 : NaN;
+  };
+  return { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile') };
+}
+
+/** Megabytes (10^6 bytes) with no decimals. */
+export function mb(bytes: number): string {
+  return Number.isFinite(bytes) ? `${num(bytes / 1e6)} MB` : '-';
 }

@@ -1,5 +1,5 @@
-// The benchmark CLI: `node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers> [--quick] [--runs N]
-// [--json] [--dir PATH] [--sizes A,B,..] [--total N]`. Runs the benches in this process one after
+// The benchmark CLI: `node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers|mapped|scale|filter> [--quick]
+// [--runs N] [--json] [--dir PATH] [--sizes A,B,..] [--total N] [--vectors N] [--segment-records N]`. Runs the benches in this process one after
 // another, progress on stderr, a table (or with --json the JSON) on stdout, and one JSON file per
 // bench under bench-results/. It owns argument parsing and output, never measurement.
 
@@ -12,18 +12,25 @@ import { runIngest } from './ingest.js';
 import { defaultSealParams, runSeal } from './seal.js';
 import { defaultTiersParams, runTiers } from './tiers.js';
 import { runWorkers } from './workers.js';
+import { defaultMappedParams, runMappedHnsw } from './mapped-hnsw.js';
+import { defaultScaleParams, runScale } from './scale.js';
+import { defaultFilterParams, runFilter } from './filter.js';
 
-const BENCHES = ['search', 'ingest', 'seal', 'tiers', 'workers'] as const;
+const BENCHES = ['search', 'ingest', 'seal', 'tiers', 'workers', 'mapped', 'scale', 'filter'] as const;
 type BenchName = (typeof BENCHES)[number];
 
-const USAGE = `usage: node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers> [options]
+const USAGE = `usage: node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers|mapped|scale|filter> [options]
   --quick          smaller sets and fewer runs (about 3 minutes for all)
   --runs N         timed passes per measurement, median reported (default 5, 2 with --quick)
   --json           print the JSON result to stdout instead of the tables
   --dir PATH       where temporary databases go (default: the OS temp dir; must be a real disk)
   --sizes A,B,...  seal bench: segment sizes (default 10000,25000,50000,100000,200000);
-                   tiers bench: segment sizes (default 1000,2000,3000,5000,10000,25000,50000)
-  --total N        seal bench: vectors split into segments (default 200000)`;
+                   tiers bench: segment sizes (default 1000,2000,3000,5000,10000,25000,50000);
+                   mapped bench: graph sizes (default 20000,100000; --quick 20000)
+  --total N        seal bench: vectors split into segments (default 200000)
+  --vectors N      scale bench: collection size (default 200000, 50000 with --quick; 1000000 for the
+                   full issue run); filter bench: rows per collection (default 100000, 20000 quick)
+  --segment-records N  scale / filter: segmentMaxRecords (default 20000; quick 10000 / 5000)`;
 
 interface Args {
   benches: BenchName[];
@@ -31,6 +38,8 @@ interface Args {
   opts: BenchOptions;
   sizes?: number[];
   total?: number;
+  vectors?: number;
+  segmentRecords?: number;
 }
 
 class UsageError extends Error {}
@@ -52,6 +61,8 @@ function parseArgs(argv: string[]): Args {
   let dir = os.tmpdir();
   let sizes: number[] | undefined;
   let total: number | undefined;
+  let vectors: number | undefined;
+  let segmentRecords: number | undefined;
   for (let i = 0; i < rest.length; i++) {
     const a = rest[i]!;
     if (a === '--quick') quick = true;
@@ -64,6 +75,8 @@ function parseArgs(argv: string[]): Args {
     } else if (a === '--sizes') {
       sizes = (rest[++i] ?? '').split(',').map((s) => positiveInt('--sizes', s));
     } else if (a === '--total') total = positiveInt(a, rest[++i]);
+    else if (a === '--vectors') vectors = positiveInt(a, rest[++i]);
+    else if (a === '--segment-records') segmentRecords = positiveInt(a, rest[++i]);
     else throw new UsageError(`unknown option ${JSON.stringify(a)}`);
   }
   return {
@@ -72,6 +85,8 @@ function parseArgs(argv: string[]): Args {
     opts: { quick, runs: runs ?? (quick ? 2 : 5), tmpBase: dir },
     ...(sizes ? { sizes } : {}),
     ...(total ? { total } : {}),
+    ...(vectors ? { vectors } : {}),
+    ...(segmentRecords ? { segmentRecords } : {}),
   };
 }
 
@@ -109,6 +124,9 @@ async function main(): Promise<number> {
       else if (name === 'ingest') report = await runIngest(args.opts);
       else if (name === 'tiers') report = await runTiers(args.opts, defaultTiersParams(args.opts.quick, args.sizes));
       else if (name === 'workers') report = await runWorkers(args.opts);
+      else if (name === 'mapped') report = await runMappedHnsw(args.opts, defaultMappedParams(args.opts.quick, args.sizes));
+      else if (name === 'scale') report = await runScale(args.opts, defaultScaleParams(args.opts.quick, args.vectors, args.segmentRecords));
+      else if (name === 'filter') report = await runFilter(args.opts, defaultFilterParams(args.opts.quick, args.vectors, args.segmentRecords));
       else {
         const d = defaultSealParams(args.opts.quick);
         report = await runSeal(args.opts, { sizes: args.sizes ?? d.sizes, total: args.total ?? d.total });

@@ -92,7 +92,7 @@ async function warmFile(dbDir: string, col: Collection): Promise<string> {
  * (u64 each) and is 96 bytes; then count level-0 records; then per element a u32 byte length and
  * that many bytes of upper-level links, which is where the index ends.
  */
-function extractHnswIndex(file: Buffer, dim: number, count: number, M: number): Buffer {
+export function extractHnswIndex(file: Buffer, dim: number, count: number, M: number): Buffer {
   const offsetData = 4 + 4 * 2 * M;
   const labelOffset = offsetData + 4 * dim;
   const perElem = labelOffset + 8;

@@ -244,7 +244,8 @@ test('ERR_INVALID_ARGUMENT: k, ef, dimension, metric, hnsw and database options 
     ['workers 1.5', () => Database.open(path.join(dir, 'o3'), { workers: 1.5 }), hasCode('ERR_INVALID_ARGUMENT')],
     ['workerNice 20', () => Database.open(path.join(dir, 'o8'), { workerNice: 20 }), hasCode('ERR_INVALID_ARGUMENT')],
     ['workerNice -1', () => Database.open(path.join(dir, 'o9'), { workerNice: -1 }), hasCode('ERR_INVALID_ARGUMENT')],
-    ['hotBytes 0', () => Database.open(path.join(dir, 'o4'), { hotBytes: 0 }), hasCode('ERR_INVALID_ARGUMENT')],
+    // hotBytes 0 is valid (no hot tier: every segment answers in place); a negative budget is not.
+    ['hotBytes -1', () => Database.open(path.join(dir, 'o4'), { hotBytes: -1 }), hasCode('ERR_INVALID_ARGUMENT')],
     ['warmBytes -5', () => Database.open(path.join(dir, 'o5'), { warmBytes: -5 }), hasCode('ERR_INVALID_ARGUMENT')],
     ['objectStore http://', () => Database.open(path.join(dir, 'o6'), { objectStore: 'http://example.com/x' }), hasCode('ERR_INVALID_ARGUMENT')],
     ['objectStore.url file://', () => Database.open(path.join(dir, 'o7'), { objectStore: { url: 'file:///tmp/x' } }), hasCode('ERR_INVALID_ARGUMENT')],
@@ -414,6 +415,23 @@ test('StratavecError carries name, code and message; the errors are instances of
       assert.equal(err.code, 'ERR_COLLECTION_NOT_FOUND');
       assert.match(err.message, /missing/);
     }
+    await db.close();
+  });
+});
+
+test('a misspelt option key is ERR_INVALID_ARGUMENT, never silently ignored, and the open creates nothing', async () => {
+  await withTmpDir('bad-keys', async (dir) => {
+    const target = path.join(dir, 'db');
+    for (const bad of [{ hotbytes: 1 }, { tiering: { intervalMS: 0 } }, { maintenance: { gc_grace_ms: 1 } }, { objectStoreTuning: { part_size: 1 } }]) {
+      await assert.rejects(Database.open(target, bad as DatabaseOptions), hasCode('ERR_INVALID_ARGUMENT'), JSON.stringify(bad));
+    }
+    await assert.rejects(fsp.stat(target), /ENOENT/, 'a refused open created the directory');
+    const db = track(await Database.open(target, { workers: 0 }));
+    const col = await db.createCollection('c', { dimension: 2 });
+    await col.upsert([{ id: 'a', vector: [1, 0] }]);
+    await assert.rejects(col.search([1, 0], { k: 1, fitler: { a: 1 } } as never), hasCode('ERR_INVALID_ARGUMENT'));
+    await assert.rejects(col.search([1, 0], { k: 1, probe: 0 }), hasCode('ERR_INVALID_ARGUMENT'));
+    assert.equal((await col.search([1, 0], { k: 1, probe: 1 }))[0]?.id, 'a');
     await db.close();
   });
 });

@@ -573,7 +573,6 @@ describe('createCollection { indexes }', () => {
   });
 
   test('a segment sealed through the public API carries the CRC-checked index section',
-    { todo: 'needs engine/collection-core.ts to pass `indexes: this.#manifest.indexes` to the seal and compact tasks (read-path restructuring)' },
     async () => {
       await withTmpDir('filter', async (dir) => {
         const db = track(await Database.open(dir, { workers: 1, tiering: { intervalMs: 0 } }));

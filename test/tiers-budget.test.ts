@@ -66,8 +66,11 @@ test('budgets far below the data: each tier within its high watermark after ever
 
     let now = 1_750_000_000_000;
     const clock = { now: () => now };
+    // minResidencyMs 0: this test holds the policy to its budgets after every apply, even for
+    // segments a search just rehydrated (the residency rule is tested in tiers-residency.test).
     const common: DatabaseOptions = {
-      workers: 2, segmentMaxRecords: SEG, clock, tiering: { intervalMs: 0, halfLifeMs: HALF_LIFE, highWatermark: HIGH, lowWatermark: LOW },
+      workers: 2, segmentMaxRecords: SEG, clock,
+      tiering: { intervalMs: 0, halfLifeMs: HALF_LIFE, highWatermark: HIGH, lowWatermark: LOW, minResidencyMs: 0 },
     };
 
     // Sizing run: default (huge) budgets, so nothing moves; learn a segment's file and hot sizes.

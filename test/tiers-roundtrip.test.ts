@@ -305,7 +305,8 @@ test('write-through: segments sealed without an upload get their remote copy at 
     assert.equal(db.stats().movement.uploads, 0);
     await db.close();
 
-    db = track(await Database.open(dir, opts));
+    // Turned on explicitly: an option not given at open comes from the recorded configuration (off).
+    db = track(await Database.open(dir, { ...opts, uploadOnSeal: true }));
     await db.flushUploads();
     const segs = db.collection(COL).segments();
     for (const s of segs) assert.ok(s.remoteBytes !== undefined && s.remoteBytes > 0, `${s.id} has a remote copy after the open`);

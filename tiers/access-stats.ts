@@ -45,6 +45,7 @@ export class AccessTracker {
   readonly halfLifeMs: number;
   readonly #clock: Clock;
   readonly #entries = new Map<string, Entry>();
+  readonly #saving = new Map<string, number>();
 
   constructor(opts: AccessTrackerOptions) {
     if (typeof opts !== 'object' || opts === null) throw new TypeError('AccessTracker options must be an object');
@@ -97,9 +98,23 @@ export class AccessTracker {
     return h === undefined ? { hot: 0, warm: 0, cold: 0 } : { ...h };
   }
 
+  /**
+   * What serving one query of the segment from hot saves over serving it in place, in relative
+   * units (Migrator.hotSaving: a model of graph-search work, so equal segments weigh equal and
+   * timing noise cannot make the hot tier churn).
+   */
+  setHotSaving(segmentId: string, saving: number): void {
+    if (saving >= 0) this.#saving.set(segmentId, saving);
+  }
+
+  hotSaving(segmentId: string): number | undefined {
+    return this.#saving.get(segmentId);
+  }
+
   /** Drops a segment's statistics (it was compacted away or dropped). */
   forget(segmentId: string): void {
     this.#entries.delete(segmentId);
+    this.#saving.delete(segmentId);
   }
 
   snapshot(segmentId: string): AccessSnapshot {

@@ -12,13 +12,19 @@ import {
   SectionKind, StringTable, encodeSegment, writeSegmentFile, SegmentReader, HEADER_SIZE, TRAILER_SIZE, Codec,
 } from '../format/segment.js';
 import { decodeSection } from '../workers/codec.js';
+import { decodeBounds, readSegmentBounds } from '../index/bounds.js';
 import { remoteLocation } from './leases.js';
 import type { SealedSegment } from './sealed-segment.js';
 import type { SegmentView } from './segment-view.js';
 import type { SegmentCatalog, TierContext } from './segment-catalog.js';
 
-/** The sections a cold segment's id stub holds, in file order. */
-export const STUB_KINDS: readonly number[] = [SectionKind.ids, SectionKind.idLookup];
+/** The sections a cold segment's id stub holds, in file order: its ids and id lookup, and its
+ *  bounds when it has them (so a search can skip it without fetching anything). */
+export function stubKinds(seg: SealedSegment): number[] {
+  const kinds: number[] = [SectionKind.ids, SectionKind.idLookup];
+  if (seg.meta.sections.some((x) => x.kind === SectionKind.bounds)) kinds.push(SectionKind.bounds);
+  return kinds;
+}
 
 export class SegmentCopies {
   readonly #ctx: TierContext;
@@ -40,7 +46,9 @@ export class SegmentCopies {
 
   /** Maps a warm segment's local file (structure checked, CRCs not: see CopyVerifier). */
   map(seg: SealedSegment): SegmentView {
-    return this.#ctx.warm.mapSegment(this.#cat.name, seg.meta, this.#cat.dimension);
+    const view = this.#ctx.warm.mapSegment(this.#cat.name, seg.meta, this.#cat.dimension);
+    seg.bounds ??= readSegmentBounds(view.reader); // CRC-checked: a bad one is a bad file
+    return view;
   }
 
   /**
@@ -134,9 +142,10 @@ export class SegmentCopies {
 
   /** Writes the id stub of a segment about to go cold: ids and the id lookup, raw. */
   async writeStub(seg: SealedSegment, sections: Uint8Array[]): Promise<void> {
+    const kinds = stubKinds(seg);
     const enc = encodeSegment({ dimension: this.#cat.dimension, metric: this.#cat.metric, count: seg.meta.records },
-      STUB_KINDS.map((kind, i) => ({ kind, data: sections[i]! })));
-    const want = seg.meta.sections.filter((x) => STUB_KINDS.includes(x.kind));
+      kinds.map((kind, i) => ({ kind, data: sections[i]! })));
+    const want = seg.meta.sections.filter((x) => kinds.includes(x.kind));
     if (enc.sections.some((e, i) => e.rawCrc !== want[i]?.rawCrc)) {
       throw new StratavecError('ERR_SEGMENT_CORRUPT', `segment ${seg.id}: the id stub's sections differ from the manifest`);
     }
@@ -149,9 +158,14 @@ export class SegmentCopies {
    */
   async loadStub(seg: SealedSegment): Promise<StringTable> {
     const file = this.stubPath(seg);
+    const kinds = stubKinds(seg);
     try {
-      const { fault } = await this.inspect(seg, file, STUB_KINDS); // CRCs checked in a worker
-      if (!fault) return StringTable.open(SegmentReader.open(mapReadOnly(file, { minSize: HEADER_SIZE + TRAILER_SIZE })).raw(SectionKind.ids), seg.meta.records);
+      const { fault } = await this.inspect(seg, file, kinds); // CRCs checked in a worker
+      if (!fault) {
+        const reader = SegmentReader.open(mapReadOnly(file, { minSize: HEADER_SIZE + TRAILER_SIZE }));
+        seg.bounds ??= readSegmentBounds(reader);
+        return StringTable.open(reader.raw(SectionKind.ids), seg.meta.records);
+      }
     } catch (err) {
       if (!(err instanceof StratavecError)) throw err;
     }
@@ -165,8 +179,10 @@ export class SegmentCopies {
       return Buffer.from(e.codec === Codec.none ? stored : decodeSection(stored, e.codec, e.rawLength));
     };
     const sections: Buffer[] = [];
-    for (const kind of STUB_KINDS) sections.push(await raw(kind));
+    for (const kind of kinds) sections.push(await raw(kind));
     await this.writeStub(seg, sections); // checked against the manifest before it is written
+    const b = kinds.indexOf(SectionKind.bounds);
+    if (b >= 0) seg.bounds ??= decodeBounds(sections[b]!, { dimension: this.#cat.dimension, rows: seg.meta.records });
     return StringTable.open(sections[0]!, seg.meta.records);
   }
 
@@ -177,7 +193,9 @@ export class SegmentCopies {
     if (seg.view) return Promise.resolve();
     if (seg.error) return Promise.reject(new StratavecError('ERR_SEGMENT_UNAVAILABLE', `segment ${seg.id} has no readable copy`, { cause: seg.error }));
     seg.rehydrating ??= seg.exclusive(async () => {
-      if (!seg.view) await this.rehydrate(seg);
+      if (seg.view) return;
+      await this.rehydrate(seg);
+      seg.movedAt = this.#ctx.options.clock.now(); // a read brought it in: see SealedSegment.movedAt
     }).finally(() => {
       seg.rehydrating = undefined;
     });

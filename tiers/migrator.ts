@@ -8,12 +8,31 @@ import { StratavecError } from '../format/errors.js';
 import { checkTier, type Tier } from '../format/manifest.js';
 import { SectionKind } from '../format/segment.js';
 import { HnswIndex } from '../index/hnsw.js';
-import type { HotLease } from './hot.js';
+import type { HotLease, HotSegment } from './hot.js';
+import type { AccessTracker } from './access-stats.js';
 import type { SealedSegment } from './sealed-segment.js';
 import type { SegmentView } from './segment-view.js';
 import type { SegmentCatalog, TierContext } from './segment-catalog.js';
-import { STUB_KINDS, type SegmentCopies } from './copies.js';
+import { stubKinds, type SegmentCopies } from './copies.js';
 import type { CopyVerifier } from './verify.js';
+
+/** Decayed reads before a warm segment is offered to hot (the policy's promoteMinFrequency default). */
+const ADMIT_MIN_FREQUENCY = 2;
+
+/**
+ * What one query saves when a segment is served from hot instead of in place, in relative units:
+ * a graph search does work in proportion to log(rows) x dimension, and native search does it at
+ * about twice the in-place speed (bench:mapped), so the saving is proportional to the same. A
+ * model rather than measured times: equal segments must weigh equal, or timing noise churns hot.
+ */
+export function hotSaving(records: number, dimension: number): number {
+  return Math.log2(records + 1) * dimension;
+}
+
+/** What keeping a segment hot is worth now: decayed query frequency x the saving per query. */
+export function hotValue(access: AccessTracker, id: string): number {
+  return access.frequency(id) * (access.hotSaving(id) ?? 0);
+}
 
 export interface MoveResult {
   segmentId: string;
@@ -48,13 +67,38 @@ export class Migrator {
    * not there: the caller has a verified view of it.
    */
   promote(seg: SealedSegment, view: SegmentView): Promise<HotLease> {
-    return this.#ctx.hot.lease(seg.id, async () => {
-      const t0 = performance.now();
-      const index = await HnswIndex.fromBytes(view.reader.raw(SectionKind.hnsw), this.#cat.dimension, this.#cat.metric, seg.meta.records, this.#ctx.tmpDir);
-      this.#ctx.tierStats.promoted(performance.now() - t0);
-      this.#ctx.tierStats.migrated('warm->hot', view.size);
-      return { view, index };
-    });
+    this.#ctx.access.setHotSaving(seg.id, hotSaving(seg.meta.records, this.#cat.dimension));
+    return this.#ctx.hot.lease(seg.id, () => this.#load(seg, view));
+  }
+
+  async #load(seg: SealedSegment, view: SegmentView, byRead = false): Promise<HotSegment> {
+    const t0 = performance.now();
+    const index = await HnswIndex.fromBytes(view.reader.raw(SectionKind.hnsw), this.#cat.dimension, this.#cat.metric, seg.meta.records, this.#ctx.tmpDir);
+    this.#ctx.tierStats.promoted(performance.now() - t0);
+    this.#ctx.tierStats.migrated('warm->hot', view.size);
+    if (byRead) seg.movedAt = this.#ctx.options.clock.now();
+    return { view, index };
+  }
+
+  /**
+   * After a read served `seg` in place: offers it to the hot tier's value-based admission (see
+   * HotTier.admit and hotValue), which loads it in the background if it is worth more than what it
+   * would displace. Never makes the read wait. Segments read fewer than ADMIT_MIN_FREQUENCY times
+   * (decayed) are not offered: a one-off query must not load an index.
+   */
+  offerHot(seg: SealedSegment, view: SegmentView): boolean {
+    const { hot, access } = this.#ctx;
+    if (seg.error || hot.has(seg.id) || access.frequency(seg.id) < ADMIT_MIN_FREQUENCY) return false;
+    access.setHotSaving(seg.id, hotSaving(seg.meta.records, this.#cat.dimension));
+    return hot.admit(seg.id, this.hotBytesEstimate(seg), () => this.#load(seg, view, true));
+  }
+
+  /** Memory a segment takes when hot: the mapped file plus hnswlib's graph (index/hnsw.ts). */
+  hotBytesEstimate(seg: SealedSegment): number {
+    const known = this.#ctx.hot.bytesOf(seg.id);
+    if (known !== undefined) return known;
+    const M = this.#cat.manifest.hnsw.M;
+    return seg.rawBytes + seg.meta.records * (4 * this.#cat.dimension + 8 * M + 124) + 2.6 * 1024 * 1024;
   }
 
   /** Moves one segment to `to`, verified at every step (see the module comment). */
@@ -120,7 +164,7 @@ export class Migrator {
     const local = seg.meta.local;
     const { local: _gone, ...rest } = seg.meta;
     await this.#ctx.leases.with([this.#copies.stubPath(seg)], async () => {
-      await this.#copies.writeStub(seg, STUB_KINDS.map((kind) => view.reader.raw(kind)));
+      await this.#copies.writeStub(seg, stubKinds(seg).map((kind) => view.reader.raw(kind)));
       await this.#cat.commit({ replace: { ...rest, tier: 'cold' } });
     });
     seg.coldIds = view.ids;

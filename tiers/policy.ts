@@ -32,6 +32,9 @@
 //     promoted from cold, whose one move becomes cold -> hot) go hot while hot usage stays <= the
 //     low watermark. Promotion never starts pressure (low <= high), so nothing it does is undone by
 //     the next plan.
+//  Minimum residency: a segment that entered its tier less than `minResidencyMs` ago (rehydrated
+//  or loaded into hot: `residentSince`) is not chosen by steps 3-5, so what a read just brought in
+//  is not sent back by the next pass; the notes say when that leaves a budget over its watermark.
 //  8. Every plan is a fixed point: applying it and planning again at the same `now` plans nothing
 //     (unless pins or unavailable segments alone exceed a budget, when there is nothing to move).
 //     Any segment not promoted was rejected at a usage no higher than the final one.
@@ -60,6 +63,9 @@ export interface SegmentState {
   hasRemoteCopy: boolean;
   /** false: no verified copy can be reached right now; such a segment is never moved. */
   available: boolean;
+  /** When it entered its current tier (rehydrated, promoted, demoted; else created). A segment
+   *  younger in its tier than minResidencyMs is not demoted: no ping-pong with the read path. */
+  residentSince?: number | undefined;
 }
 
 export interface TierBudgets {
@@ -112,6 +118,10 @@ export interface DefaultPolicyOptions {
   promoteMinFrequency?: number;
   /** If set, warm segments not touched for longer than this go cold without pressure. Default unset. */
   coldAfterIdleMs?: number | undefined;
+  /** A segment that entered its tier less than this long ago (a read rehydrated it, it was
+   *  promoted) is not demoted, even under pressure; the plan's notes say when that leaves a budget
+   *  over its high watermark. Default 60 s. */
+  minResidencyMs?: number;
 }
 
 export const kDefaultPolicyOptions = Object.freeze({
@@ -119,6 +129,7 @@ export const kDefaultPolicyOptions = Object.freeze({
   // rate of one access every seven minutes.
   promoteMinFrequency: 2,
   coldAfterIdleMs: undefined as number | undefined,
+  minResidencyMs: 60_000,
 });
 
 export const kDefaultBudgetsFraction = Object.freeze({ highWatermark: 0.9, lowWatermark: 0.7 });
@@ -270,6 +281,7 @@ function checkSegments(segments: readonly SegmentState[]): void {
     finiteNumber(`segment ${s.id} frequency`, s.frequency, 0);
     finiteNumber(`segment ${s.id} createdAt`, s.createdAt, -Infinity);
     if (s.lastAccess !== undefined) finiteNumber(`segment ${s.id} lastAccess`, s.lastAccess, -Infinity);
+    if (s.residentSince !== undefined) finiteNumber(`segment ${s.id} residentSince`, s.residentSince, -Infinity);
   }
 }
 
@@ -277,6 +289,7 @@ export class DefaultTieringPolicy implements TieringPolicy {
   readonly name: string = 'default';
   readonly promoteMinFrequency: number;
   readonly coldAfterIdleMs: number | undefined;
+  readonly minResidencyMs: number;
 
   constructor(options: DefaultPolicyOptions = {}) {
     if (typeof options !== 'object' || options === null) throw new TypeError('policy options must be an object');
@@ -286,6 +299,9 @@ export class DefaultTieringPolicy implements TieringPolicy {
     this.coldAfterIdleMs = options.coldAfterIdleMs === undefined
       ? kDefaultPolicyOptions.coldAfterIdleMs
       : finiteNumber('coldAfterIdleMs', options.coldAfterIdleMs, 0);
+    this.minResidencyMs = options.minResidencyMs === undefined
+      ? kDefaultPolicyOptions.minResidencyMs
+      : finiteNumber('minResidencyMs', options.minResidencyMs, 0);
   }
 
   plan(segments: readonly SegmentState[], budgets: TierBudgets, now: number): TieringPlan {
@@ -308,6 +324,14 @@ export class DefaultTieringPolicy implements TieringPolicy {
     const idleFor = (s: SegmentState): number => Math.max(0, now - lastTouch(s));
     const isIdle = (s: SegmentState): boolean => this.coldAfterIdleMs !== undefined && idleFor(s) > this.coldAfterIdleMs;
     const stats = (s: SegmentState): string => `freq ${fmtFreq(s.frequency)}, idle ${fmtDuration(idleFor(s))}`;
+    const settled = (w: Work): boolean => w.s.residentSince === undefined || now - w.s.residentSince >= this.minResidencyMs;
+    const young = new Set<string>();
+    const demotable = (w: Work): boolean => {
+      if (!w.movable) return false;
+      if (settled(w)) return true;
+      young.add(w.s.id);
+      return false;
+    };
 
     // Pins. What cannot move (pinned once moved, unavailable where it is) may alone exceed a budget.
     let fixedHot = 0;
@@ -339,7 +363,7 @@ export class DefaultTieringPolicy implements TieringPolicy {
     const hotDemoted: Work[] = [];
     if (ledger.hot > highHot) {
       const level = `hot tier at ${fmtPct(ledger.hot, budgets.hotBytes)} of budget (${fmtBytes(ledger.hot)} of ${fmtBytes(budgets.hotBytes)}, > ${high} high watermark)`;
-      for (const w of works.filter((x) => x.movable && x.target === 'hot').sort(leastValuable)) {
+      for (const w of works.filter((x) => x.target === 'hot' && demotable(x)).sort(leastValuable)) {
         if (ledger.hot <= lowHot) break;
         ledger.move(w, 'warm', 'hot-pressure', `${level}: demoting least used to warm until <= ${low} low watermark (${stats(w.s)})`);
         hotDemoted.push(w);
@@ -349,7 +373,7 @@ export class DefaultTieringPolicy implements TieringPolicy {
     // Idle: what is headed for warm and untouched too long goes cold.
     if (this.coldAfterIdleMs !== undefined) {
       for (const w of works) {
-        if (!w.movable || w.target !== 'warm' || !isIdle(w.s)) continue;
+        if (w.target !== 'warm' || !isIdle(w.s) || !settled(w) || !w.movable) continue;
         ledger.move(w, 'cold', 'idle',
           `idle ${fmtDuration(idleFor(w.s))} > coldAfterIdleMs ${fmtDuration(this.coldAfterIdleMs)}: demoting to cold without budget pressure (freq ${fmtFreq(w.s.frequency)})`);
       }
@@ -359,8 +383,8 @@ export class DefaultTieringPolicy implements TieringPolicy {
     const coldDemoted: Work[] = [];
     if (ledger.local > highLocal) {
       const level = `local disk at ${fmtPct(ledger.local, budgets.warmBytes)} of warm budget (${fmtBytes(ledger.local)} of ${fmtBytes(budgets.warmBytes)}, > ${high} high watermark)`;
-      const warm = works.filter((x) => x.movable && x.target === 'warm').sort(cheapestToCold);
-      const hot = works.filter((x) => x.movable && x.target === 'hot').sort(cheapestToCold);
+      const warm = works.filter((x) => x.target === 'warm' && demotable(x)).sort(cheapestToCold);
+      const hot = works.filter((x) => x.target === 'hot' && demotable(x)).sort(cheapestToCold);
       for (const w of [...warm, ...hot]) {
         if (ledger.local <= lowLocal) break;
         const copy = w.s.hasRemoteCopy ? 'remote copy exists' : 'needs upload first';
@@ -398,6 +422,10 @@ export class DefaultTieringPolicy implements TieringPolicy {
       const reason = `promoting to hot (hot tier ${fmtPct(ledger.hot, budgets.hotBytes)} -> ${fmtPct(after, budgets.hotBytes)} of budget, within ${low} low watermark)`;
       ledger.move(w, 'hot', 'promotion',
         w.steps.length > 0 ? `then ${reason}` : `${frequentEnough(w.s)}: ${reason}`);
+    }
+
+    if (young.size > 0 && (ledger.hot > highHot || ledger.local > highLocal)) {
+      notes.push(`a budget stays above its ${high} high watermark: ${young.size} segment(s) entered their tier less than minResidencyMs ${fmtDuration(this.minResidencyMs)} ago and are not demoted yet`);
     }
 
     const moves: (PlannedMove & { seq: number; up: boolean })[] = [];

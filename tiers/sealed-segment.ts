@@ -5,6 +5,7 @@
 import type { StratavecError } from '../format/errors.js';
 import type { ManifestSegment } from '../format/manifest.js';
 import type { StringTable } from '../format/segment.js';
+import type { SegmentBounds } from '../index/bounds.js';
 import type { SegmentView } from './segment-view.js';
 
 export class SealedSegment {
@@ -27,6 +28,13 @@ export class SealedSegment {
   verified: true | Promise<void> | undefined;
   /** Whether its rows are in the collection's id -> location map (false if unreadable at open). */
   indexed = false;
+  /** When a read last brought it closer (rehydrated it from cold, or admitted it to hot), by the
+   *  database clock: the tiering policy does not demote it again within its minimum residency.
+   *  Explicit moves (migrate, the policy's own plan) leave it alone. */
+  movedAt: number | undefined;
+  /** Where its rows lie (centroids and radii), when its file has a bounds section; kept in memory
+   *  for every tier so a search can order and skip segments without I/O. */
+  bounds: SegmentBounds | undefined;
   /** Searches reading it now; a segment compaction replaced keeps a GC lease until this is 0. */
   readers = 0;
   /** Called when `readers` drops to 0 (set when the segment is replaced while being read). */

@@ -3,7 +3,7 @@
 // implements it; nothing here may change what is durable except through `commit`.
 
 import type { Clock } from './access-stats.js';
-import type { CollectionManifest, ManifestSegment } from '../format/manifest.js';
+import type { CollectionManifest, ManifestClustering, ManifestSegment } from '../format/manifest.js';
 import type { StringTable } from '../format/segment.js';
 import type { Metric } from '../format/segment.js';
 import type { WorkerPool } from '../workers/pool.js';
@@ -23,6 +23,8 @@ export interface ManifestChange {
   added?: SealedSegment[];
   /** Segment ids the new version no longer lists (replaced by compaction). */
   removed?: ReadonlySet<string>;
+  /** A new clustering (clustering compaction); default: unchanged. */
+  clustering?: ManifestClustering;
   /** A new manifest entry for an existing segment (same id). */
   replace?: ManifestSegment;
   /** Runs in commit order right before the version is built (e.g. to copy tombstones over). */

@@ -6,6 +6,7 @@ import { StratavecError } from '../format/errors.js';
 import { SegmentReader, SectionKind, StringTable, lookupRow, type SegmentHeader } from '../format/segment.js';
 import { flatSearch, type Neighbors } from '../index/flat.js';
 import { PayloadIndex } from '../index/payload-index.js';
+import { MappedHnsw } from '../index/mapped-hnsw.js';
 
 export class SegmentView {
   readonly id: string;
@@ -16,6 +17,7 @@ export class SegmentView {
   readonly payloads: StringTable;
   readonly #lookup: Buffer;
   #payloadIndex: PayloadIndex | null | undefined;
+  #graph: MappedHnsw | undefined;
 
   /** Parses and (unless told not to) CRC-checks every section: a view never serves unverified bytes. */
   constructor(id: string, buf: Buffer, opts: { verify?: boolean; expect?: { dimension: number; count: number } } = {}) {
@@ -46,6 +48,17 @@ export class SegmentView {
    * The payload indexes (index/payload-index.ts), opened and validated on first use; undefined
    * when the segment was written without any. Its CRC was checked with the other sections.
    */
+  /**
+   * The segment's HNSW graph searched where it lies in this view's buffer (warm in-place search):
+   * opened on first use and kept for the life of the view, which keeps the mapping alive.
+   */
+  graph(): MappedHnsw {
+    this.#graph ??= MappedHnsw.open(this.reader.raw(SectionKind.hnsw), {
+      dimension: this.header.dimension, count: this.header.count, metric: this.header.metric,
+    });
+    return this.#graph;
+  }
+
   get payloadIndex(): PayloadIndex | undefined {
     if (this.#payloadIndex === undefined) {
       this.#payloadIndex = this.reader.entry(SectionKind.payloadIndex)

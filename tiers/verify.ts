@@ -10,7 +10,7 @@ import { SectionKind, type StringTable } from '../format/segment.js';
 import type { SealedSegment } from './sealed-segment.js';
 import type { SegmentView } from './segment-view.js';
 import type { SegmentCatalog, TierContext } from './segment-catalog.js';
-import { STUB_KINDS, type SegmentCopies } from './copies.js';
+import { stubKinds, type SegmentCopies } from './copies.js';
 
 /** One copy of a segment as verify found it. */
 export interface CopyCheck {
@@ -195,7 +195,7 @@ export class CopyVerifier {
     const file = copy === 'local' ? this.#copies.localPath(seg) : this.#copies.stubPath(seg);
     const out: CopyCheck = { copy, location: this.#relative(file), status: 'ok', bytes: 0 };
     try {
-      const { bytes, fault } = await this.#copies.inspect(seg, file, copy === 'stub' ? STUB_KINDS : undefined);
+      const { bytes, fault } = await this.#copies.inspect(seg, file, copy === 'stub' ? stubKinds(seg) : undefined);
       out.bytes = bytes;
       if (fault) {
         out.status = fault.code === 'ERR_SEGMENT_NOT_FOUND' ? 'missing' : 'corrupt';

@@ -14,6 +14,7 @@ import {
   type VerifyColdCopyTask,
 } from './cold-copy.js';
 import { compact as compactImpl, type CompactTask } from './compact.js';
+import { clusterPlan as clusterPlanImpl, type ClusterPlanTask, type ClusterPlanResult } from './cluster.js';
 import { TaskStop, type Stoppable } from './task-stop.js';
 import { setThreadNice } from './thread-priority.js';
 
@@ -57,4 +58,8 @@ export function verifyColdCopy(task: VerifyColdCopyTask & Stoppable): Promise<Ve
 
 export function compact(task: CompactTask & Stoppable): Promise<SealResult | TaskFailure> {
   return guard(task, (stop) => compactImpl(task, stop));
+}
+
+export function clusterPlan(task: ClusterPlanTask & Stoppable): Promise<ClusterPlanResult | TaskFailure> {
+  return guard(task, (stop) => clusterPlanImpl(task, stop));
 }

@@ -1,0 +1,96 @@
+// The running database's published statistics, `<dir>/stats.json`: db.stats() written every
+// `statsIntervalMs` (and once at close), so an operator's tools can see the counters of the
+// process that holds the lock (hit ratios, loads, migrations, uploads) without opening it.
+// Written by rename from a temp file (readers never see half a file), not fsynced: it is a view,
+// not data, and is never read back by the engine.
+
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { TEMP_PREFIX } from '../format/fsutil.js';
+import { StratavecError, ioError } from '../format/errors.js';
+
+export const STATS_FILE = 'stats.json';
+
+export interface PublishedStats {
+  pid: number;
+  /** ms since the epoch (the database's clock). */
+  writtenAt: number;
+  /** How often it is checked while open (rewritten only when a figure changed). */
+  intervalMs: number;
+  /** false in the last write, made by close(). */
+  open: boolean;
+  stats: unknown;
+}
+
+export class StatsPublisher {
+  readonly #file: string;
+  readonly #intervalMs: number;
+  readonly #snapshot: () => unknown;
+  readonly #now: () => number;
+  #timer: NodeJS.Timeout | undefined;
+  /** The last figures written: an idle database does not rewrite its file every tick. */
+  #last = '';
+  #writing: Promise<void> = Promise.resolve();
+
+  constructor(dir: string, intervalMs: number, snapshot: () => unknown, now: () => number) {
+    this.#file = path.join(dir, STATS_FILE);
+    this.#intervalMs = intervalMs;
+    this.#snapshot = snapshot;
+    this.#now = now;
+  }
+
+  start(): void {
+    if (this.#intervalMs === 0) return;
+    this.#publish(true);
+    this.#timer = setInterval(() => this.#publish(true), this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  /** Stops the timer and writes the final figures (open: false). */
+  async stop(): Promise<void> {
+    if (this.#timer === undefined) return;
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    this.#publish(false);
+    await this.#writing;
+  }
+
+  #publish(open: boolean): void {
+    let body: string;
+    try {
+      const figures = JSON.stringify({ open, stats: this.#snapshot() });
+      if (figures === this.#last) return;
+      this.#last = figures;
+      const doc: PublishedStats = { pid: process.pid, writtenAt: this.#now(), intervalMs: this.#intervalMs, open, stats: JSON.parse(figures).stats };
+      body = `${JSON.stringify(doc)}\n`;
+    } catch {
+      return; // a snapshot that cannot be taken now: the next tick or the final write covers it
+    }
+    // One write at a time, in order: a slow disk must not let an older snapshot land last.
+    this.#writing = this.#writing.then(async () => {
+      const tmp = path.join(path.dirname(this.#file), `${TEMP_PREFIX}${STATS_FILE}-${process.pid}`);
+      try {
+        await fsp.writeFile(tmp, body);
+        await fsp.rename(tmp, this.#file);
+      } catch {
+        await fsp.rm(tmp, { force: true }).catch(() => undefined); // a view only: a failed write is retried next tick
+      }
+    });
+  }
+}
+
+/** The statistics a database's process last published in `dir`, or undefined if none. */
+export async function readPublishedStats(dir: string): Promise<PublishedStats | undefined> {
+  let text: string;
+  try {
+    text = await fsp.readFile(path.join(path.resolve(dir), STATS_FILE), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw ioError(err, `reading ${STATS_FILE}`);
+  }
+  try {
+    return JSON.parse(text) as PublishedStats;
+  } catch (err) {
+    throw new StratavecError('ERR_IO', `${STATS_FILE} in ${dir} is not JSON`, { cause: err });
+  }
+}

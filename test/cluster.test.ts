@@ -1,0 +1,287 @@
+// Clustering compaction: `db.compact({ cluster: true })` rewrites every local segment into segments
+// that each hold one region of the space. It keeps every live record (id, vector, payload) and drops
+// tombstones; the new segments' bounds are tighter; each row sits in the region of its nearest
+// centroid; writes that race it survive it and a reopen; the planner never merges across regions;
+// the background loop clusters once enough rows are unclustered; bad options are refused.
+// (Crashes during it: cluster-crash.test.ts.) Seeds are fixed and named in every message.
+
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { Database, type DatabaseOptions, type Collection, type StoredRecord } from '../engine/index.js';
+import { decodeCentroids, loadLatestManifest, type CollectionManifest } from '../format/manifest.js';
+import { SegmentReader, SectionKind, StringTable } from '../format/segment.js';
+import { readSegmentBounds } from '../index/bounds.js';
+import { planCompaction, type CompactionCandidate } from '../gc/compaction.js';
+import { clusteredDataset, mulberry32 } from '../harness/datasets.js';
+import { hasCode, isTypeError, track, waitFor, withTmpDir } from './helpers/tmp.js';
+
+const DIM = 16;
+const MAX = 400;
+const QUIET = { tiering: { intervalMs: 0 }, maintenance: { gcIntervalMs: 0, scrubIntervalMs: 0, compactIntervalMs: 0 } } as const;
+const openDb = (dir: string, o: DatabaseOptions = {}) => Database.open(dir, { workers: 2, segmentMaxRecords: MAX, ...QUIET, ...o }).then(track);
+
+type Rec = { vector: Float32Array; payload: { n: number; tag: string } };
+
+/** `batches` sealed segments of `rows` rows each, drawn from one clustered set (insertion order covers the whole space). */
+async function fill(col: Collection, model: Map<string, Rec>, seed: number, batches: number, rows: number, prefix = 'r'): Promise<void> {
+  const data = clusteredDataset({ count: batches * rows, dim: DIM, clusters: 24, seed, spread: 0.3 });
+  for (let b = 0; b < batches; b++) {
+    const recs = Array.from({ length: rows }, (_, i) => {
+      const n = b * rows + i;
+      return { id: `${prefix}${n}`, vector: data.slice(n * DIM, (n + 1) * DIM), payload: { n, tag: `b${b}` } };
+    });
+    await col.upsert(recs);
+    for (const r of recs) model.set(r.id, { vector: r.vector, payload: r.payload });
+    await col.flush();
+  }
+}
+
+function checkAgainstModel(records: (StoredRecord | undefined)[], ids: string[], model: Map<string, Rec>, what: string): void {
+  records.forEach((r, i) => {
+    const want = model.get(ids[i]!);
+    if (!want) return assert.equal(r, undefined, `${what}: ${ids[i]} was deleted`);
+    assert.ok(r, `${what}: ${ids[i]} is missing`);
+    assert.deepEqual(r.vector, want.vector, `${what}: ${ids[i]} vector`);
+    assert.deepEqual(r.payload, want.payload, `${what}: ${ids[i]} payload`);
+  });
+}
+
+const colDir = (dir: string) => path.join(dir, 'collections', 'docs');
+const segPath = (dir: string, id: string) => path.join(colDir(dir), 'segments', `${id.split('.').at(-1)!.padStart(8, '0')}.seg`);
+
+async function readSegment(dir: string, id: string) {
+  const reader = SegmentReader.open(await fsp.readFile(segPath(dir, id)));
+  reader.verifyAll();
+  const n = reader.header.count;
+  return { n, vectors: reader.vectors(), ids: StringTable.open(reader.raw(SectionKind.ids), n), bounds: readSegmentBounds(reader)! };
+}
+
+/** Mean over segments of the row-weighted mean bound radius: how much space a segment covers. */
+async function meanRadius(dir: string, col: Collection): Promise<number> {
+  let sum = 0;
+  const segs = col.segments();
+  for (const s of segs) {
+    const { bounds } = await readSegment(dir, s.id);
+    let r = 0;
+    for (let c = 0; c < bounds.count; c++) r += bounds.radii[c]!;
+    sum += r / bounds.count;
+  }
+  return sum / segs.length;
+}
+
+const l2 = (a: Float32Array, ao: number, b: Float32Array, bo: number) => {
+  let s = 0;
+  for (let j = 0; j < DIM; j++) s += (a[ao + j]! - b[bo + j]!) ** 2;
+  return s;
+};
+
+describe('clustering compaction', () => {
+  test('keeps every live record, drops tombstones, tightens bounds, puts each row in its nearest region; reopen gives the same', async () => {
+    const seed = 17;
+    const what = `seed ${seed}`;
+    await withTmpDir('cluster', async (dir) => {
+      const rand = mulberry32(seed);
+      const model = new Map<string, Rec>();
+      let db = await openDb(dir);
+      let col = await db.createCollection('docs', { dimension: DIM });
+      await fill(col, model, seed, 5, 360);
+      const gone = [...model.keys()].filter(() => rand() < 0.15);
+      await col.delete(gone);
+      for (const id of gone) model.delete(id);
+      const ids = [...model.keys(), ...gone];
+      const queries = Array.from({ length: 20 }, () => Float32Array.from({ length: DIM }, () => rand() * 4 - 2));
+      const search = async (c: Collection) => Promise.all(queries.map((q) => c.search(q, { k: 10, exact: true, includePayload: true })));
+      const before = { records: await col.get(ids), hits: await search(col) };
+      checkAgainstModel(before.records, ids, model, what);
+      const radiusBefore = await meanRadius(dir, col);
+      const sources = col.segments().map((s) => s.id);
+      assert.equal(sources.length, 5, what);
+
+      const report = await db.compact({ cluster: true });
+      assert.equal(report.clustered.length, 1, what);
+      const r = report.clustered[0]!;
+      assert.deepEqual(report.clusterPlans[0], { collection: 'docs', liveRows: model.size, unclusteredRows: model.size, regions: r.regions }, what);
+      assert.deepEqual([...r.sources].sort(), [...sources].sort(), `${what}: every local segment is a source`);
+      assert.equal(r.records, model.size, what);
+      assert.equal(r.droppedRows, gone.length, what);
+      assert.equal(r.epoch, 1, what);
+      const after = col.segments();
+      assert.deepEqual(after.map((s) => s.id), r.segmentIds, `${what}: the new segments replace the sources`);
+      assert.ok(after.length > 1, `${what}: several regions, got ${after.length}`);
+      for (const s of after) {
+        assert.equal(s.deleted, 0, `${what}: ${s.id} has no tombstones`);
+        assert.ok(s.records <= MAX, `${what}: ${s.id} holds ${s.records} > segmentMaxRecords`);
+        assert.equal(typeof s.region, 'number', `${what}: ${s.id} has a region`);
+      }
+      assert.equal(after.reduce((n, s) => n + s.live, 0), model.size, what);
+      assert.deepEqual(await col.get(ids), before.records, `${what}: get() of every id`);
+      assert.deepEqual(await search(col), before.hits, `${what}: exact searches`);
+      for (const [id, rec] of [...model].slice(0, 40)) assert.equal((await col.search(rec.vector, { k: 1 }))[0]?.id, id, `${what}: HNSW finds ${id}`);
+
+      const radiusAfter = await meanRadius(dir, col);
+      assert.ok(radiusAfter < 0.7 * radiusBefore, `${what}: mean bound radius ${radiusAfter} after, ${radiusBefore} before`);
+
+      // Each segment's rows are those nearest its region's centroid (to float rounding).
+      const manifest = (await loadLatestManifest(path.join(colDir(dir), 'manifest'))) as CollectionManifest;
+      assert.equal(manifest.clustering?.epoch, 1, what);
+      const centroids = decodeCentroids(manifest.clustering!);
+      const k = manifest.clustering!.k;
+      assert.equal(centroids.length, k * DIM, what);
+      for (const s of after) {
+        const seg = await readSegment(dir, s.id);
+        for (let i = 0; i < seg.n; i++) {
+          let best = Infinity;
+          for (let c = 0; c < k; c++) best = Math.min(best, l2(seg.vectors, i * DIM, centroids, c * DIM));
+          const own = l2(seg.vectors, i * DIM, centroids, s.region! * DIM);
+          assert.ok(own <= best * (1 + 1e-5) + 1e-9, `${what}: ${seg.ids.get(i)} in ${s.id} (region ${s.region}) is ${own} from its centroid, ${best} from the nearest`);
+        }
+      }
+
+      // The sources are garbage now; nothing else is.
+      const gc = await db.gc({ dryRun: true });
+      const replaced = gc.entries.filter((e) => e.reason === 'replaced-segment' && e.location.endsWith('.seg')).map((e) => path.basename(e.location)).sort();
+      assert.deepEqual(replaced, sources.map((id) => path.basename(segPath(dir, id))).sort(), `${what}: the sources are replaced-segment garbage`);
+
+      await db.close();
+      db = await openDb(dir);
+      col = db.collection('docs');
+      const layout = (segs: typeof after) => segs.map(({ remoteBytes: _uploaded, ...rest }) => rest);
+      assert.deepEqual(layout(col.segments()), layout(after), `${what}: segments after reopen`);
+      assert.deepEqual(await col.get(ids), before.records, `${what}: get() after reopen`);
+      assert.deepEqual(await search(col), before.hits, `${what}: searches after reopen`);
+      const v = await db.verify({ remote: false });
+      assert.equal(v.summary.ok, after.length, `${what}: ${JSON.stringify(v.segments)}`);
+
+      // A second clustering is a new epoch; a plain compaction afterwards leaves the regions alone.
+      const again = await db.compact({ cluster: true });
+      assert.equal(again.clustered[0]!.epoch, 2, what);
+      const plain = await db.compact({ smallFraction: 1 });
+      assert.ok(plain.plans[0]!.groups.every((g) => g.sources.length === 1), `${what}: no merge across regions: ${JSON.stringify(plain.plans)}`);
+      assert.ok(col.segments().every((s) => s.region !== undefined), what);
+      checkAgainstModel(await col.get(ids), ids, model, what);
+      await db.close();
+    });
+  });
+
+  test('deletes and upserts that race it are kept, through a reopen', async () => {
+    const seed = 23;
+    const what = `seed ${seed}`;
+    await withTmpDir('cluster-race', async (dir) => {
+      const rand = mulberry32(seed);
+      const model = new Map<string, Rec>();
+      let db = await openDb(dir);
+      let col = await db.createCollection('docs', { dimension: DIM });
+      await fill(col, model, seed, 5, 400);
+      const ids = [...model.keys()];
+      let done = false;
+      const clustering = db.compact({ cluster: true }).finally(() => {
+        done = true;
+      });
+      let during = 0;
+      for (let i = 0; !done; i = (i + 13) % ids.length) {
+        const id = ids[i]!;
+        if (rand() < 0.5) {
+          await col.delete([id]);
+          model.delete(id);
+        } else {
+          const rec = { vector: Float32Array.from({ length: DIM }, () => rand() * 4 - 2), payload: { n: -i, tag: 'rewritten' } };
+          await col.upsert([{ id, ...rec }]);
+          model.set(id, rec);
+        }
+        if (!done) during++;
+      }
+      const report = await clustering;
+      assert.ok(report.clustered[0]!.segmentIds.length > 1, what);
+      assert.ok(during > 0, `${what}: some writes landed while the clustering ran`);
+      checkAgainstModel(await col.get(ids), ids, model, `${what}, ${during} racing writes`);
+      assert.equal(col.count(), model.size, what);
+      await db.close();
+      db = await openDb(dir);
+      col = db.collection('docs');
+      checkAgainstModel(await col.get(ids), ids, model, `${what}, after reopen`);
+      assert.equal(col.count(), model.size, what);
+      for (const [id, rec] of model) {
+        if (rec.payload.tag !== 'rewritten') continue;
+        const hits = await col.search(rec.vector, { k: 5, exact: true });
+        assert.equal(hits.filter((h) => h.id === id).length, 1, `${what}: ${id} live once`);
+      }
+      await db.close();
+    });
+  });
+
+  test('pinned and cold segments are left out; a dry run changes nothing', async () => {
+    const seed = 29;
+    const what = `seed ${seed}`;
+    await withTmpDir('cluster-skip', async (dir) => {
+      const model = new Map<string, Rec>();
+      const db = await openDb(dir);
+      const col = await db.createCollection('docs', { dimension: DIM });
+      await fill(col, model, seed, 4, 300);
+      await db.flushUploads();
+      const [cold, pinned] = col.segments();
+      await db.migrate(cold!.id, 'cold');
+      await col.pin(pinned!.id, 'warm');
+      const dry = await db.compact({ cluster: true, dryRun: true });
+      assert.deepEqual(dry.clusterPlans, [{ collection: 'docs', liveRows: 600, unclusteredRows: 600, regions: 2 }], what);
+      assert.equal(dry.clustered.length, 0, what);
+      const r = (await db.compact({ cluster: true })).clustered[0]!;
+      assert.equal(r.sources.length, 2, what);
+      const segs = col.segments();
+      assert.ok(segs.some((s) => s.id === cold!.id && s.tier === 'cold' && s.region === undefined), what);
+      assert.ok(segs.some((s) => s.id === pinned!.id && s.region === undefined), what);
+      checkAgainstModel(await col.get([...model.keys()]), [...model.keys()], model, what);
+      await db.close();
+    });
+  });
+
+  test('the background loop clusters once enough rows are unclustered', async () => {
+    const seed = 31;
+    const what = `seed ${seed}`;
+    await withTmpDir('cluster-bg', async (dir) => {
+      const model = new Map<string, Rec>();
+      const db = await openDb(dir, { maintenance: { gcIntervalMs: 0, scrubIntervalMs: 0, compactIntervalMs: 20, clusterMinUnclusteredRows: 1000 } });
+      const col = await db.createCollection('docs', { dimension: DIM });
+      const runs = () => db.stats().maintenance.compaction.runs;
+      // 800 unclustered rows: under the threshold, so runs pass without clustering.
+      await fill(col, model, seed, 2, 400);
+      const r0 = runs();
+      await waitFor(() => runs() >= r0 + 3, 'three background compaction runs');
+      assert.ok(col.segments().every((s) => s.region === undefined), `${what}: nothing clustered at 800 rows`);
+      await fill(col, model, seed + 1, 1, 400, 'x'); // 1200 unclustered rows
+      await waitFor(() => db.stats().maintenance.compaction.clustered >= 1, 'a background clustering compaction');
+      await waitFor(() => col.segments().every((s) => s.region !== undefined), 'every segment in a region');
+      assert.equal(db.stats().maintenance.compaction.lastError, undefined, what);
+      checkAgainstModel(await col.get([...model.keys()]), [...model.keys()], model, what);
+      await db.close();
+    });
+  });
+
+  test('options and arguments are checked', async () => {
+    await withTmpDir('cluster-opts', async (dir) => {
+      await assert.rejects(openDb(dir, { maintenance: { clusterMinUnclusteredRows: -1 } }), hasCode('ERR_INVALID_ARGUMENT'));
+      await assert.rejects(openDb(dir, { maintenance: { clusterMinUnclusteredRows: 'x' as unknown as number } }), isTypeError);
+      await assert.rejects(openDb(dir, { maintenance: { clusterMinUnclusteredFraction: 1.5 } }), hasCode('ERR_INVALID_ARGUMENT'));
+      const db = await openDb(dir);
+      await db.createCollection('docs', { dimension: DIM });
+      await assert.rejects(db.compact({ cluster: 'yes' as unknown as boolean }), isTypeError);
+      await assert.rejects(db.compact({ cluster: true, regions: 0 }), hasCode('ERR_INVALID_ARGUMENT'));
+      // Nothing sealed: nothing to do, said so.
+      const r = await db.compact({ cluster: true });
+      assert.equal(r.clustered[0]!.skipped, 'no local, unpinned, readable segment');
+      await db.close();
+    });
+  });
+});
+
+describe('planCompaction with regions', () => {
+  const seg = (seq: number, live: number, region?: number): CompactionCandidate => ({
+    id: `c.${seq}`, seq, records: live, live, tier: 'warm', pinned: false, available: true, ...(region === undefined ? {} : { region }),
+  });
+
+  test('small segments merge only within their region (unclustered with unclustered)', () => {
+    const groups = planCompaction([seg(1, 50, 0), seg(2, 50, 1), seg(3, 50, 0), seg(4, 50), seg(5, 50, 1), seg(6, 50)], { targetRecords: 400 });
+    assert.deepEqual(groups.map((g) => g.sources), [['c.1', 'c.3'], ['c.2', 'c.5'], ['c.4', 'c.6']]);
+  });
+});
