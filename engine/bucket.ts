@@ -28,12 +28,20 @@ export async function remoteManifestVersions(store: ObjectStore): Promise<Map<st
   return out;
 }
 
-/** One remote manifest version, CRC- and schema-checked; ERR_MANIFEST_CORRUPT names the key. */
-export async function readRemoteManifest(store: ObjectStore, key: string, version: number): Promise<CollectionManifest> {
+/** One remote manifest version of `collection`, CRC- and schema-checked; ERR_MANIFEST_CORRUPT
+ *  names the key (a torn or foreign object, or one naming another collection or version). */
+export async function readRemoteManifest(store: ObjectStore, key: string, version: number, collection: string): Promise<CollectionManifest> {
   const buf = await store.get(key);
   if (buf.length > MAX_MANIFEST_BYTES) throw new StratavecError('ERR_MANIFEST_CORRUPT', `remote manifest ${key} is over the ${MAX_MANIFEST_BYTES}-byte cap`);
-  const m = decodeManifest(buf, key);
+  let m: CollectionManifest;
+  try {
+    m = decodeManifest(buf, key);
+  } catch (err) {
+    if (err instanceof StratavecError && err.code === 'ERR_MANIFEST_CORRUPT') throw err;
+    throw new StratavecError('ERR_MANIFEST_CORRUPT', `remote manifest ${key} cannot be decoded`, { cause: err });
+  }
   if (m.version !== version) throw new StratavecError('ERR_MANIFEST_CORRUPT', `remote manifest ${key} holds version ${m.version}`);
+  if (m.collection !== collection) throw new StratavecError('ERR_MANIFEST_CORRUPT', `remote manifest ${key} belongs to collection ${JSON.stringify(m.collection)}`);
   return m;
 }
 

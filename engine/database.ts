@@ -183,9 +183,19 @@ export class Database {
     const remote = await remoteManifestVersions(store);
     for (const name of [...new Set([...local, ...remote.keys()])].sort()) {
       const r = remote.get(name);
-      const remoteM = r ? await readRemoteManifest(store, r.key, r.version) : undefined;
+      let remoteM: CollectionManifest | undefined;
+      try {
+        remoteM = r ? await readRemoteManifest(store, r.key, r.version, name) : undefined;
+      } catch (err) {
+        if (!(err instanceof StratavecError) || err.code !== 'ERR_MANIFEST_CORRUPT') throw err;
+        // A corrupt or foreign object under the prefix is never adopted, and never stops the
+        // open: without a local copy it is skipped (GC collects it as a dropped collection);
+        // with one, the local state stays the authority and commits go above that version.
+        this.#ctx.tierStats.lastRemoteError = `${err.message}: ${local.has(name) ? 'kept the local collection' : 'skipped, not adopted'}`;
+        if (!local.has(name)) continue;
+      }
       const localM = local.has(name) ? await loadLatestManifest(SegmentRegistry.manifestDir(path.join(colDir, name))) : undefined;
-      const plan = reconcile(localM, remoteM);
+      const plan = remoteM || !r ? reconcile(localM, remoteM) : { adopt: false, publish: true, floor: r.version };
       if (plan.adopt) await adoptCollection(this.dir, remoteM!);
       const core = await CollectionCore.open(this.#ctx, path.join(colDir, name));
       this.#cores.set(name, core);
@@ -281,11 +291,26 @@ export class Database {
     validateCollectionName(name);
     const core = this.#cores.get(name);
     if (!core) throw new StratavecError('ERR_COLLECTION_NOT_FOUND', `collection ${name} does not exist`);
-    // Its remote objects go too: only the prefix's current writer may delete them.
+    // Only the prefix's current writer may delete its remote objects, and a drop needs the bucket:
+    // the collection's remote manifest versions must be gone before its local directory is, or
+    // the next open would adopt it again from them (engine/bucket.ts). With the store unreachable
+    // (or this writer fenced) the drop is a coded error that changes nothing.
     await this.#fence.assertCurrent();
     this.#cores.delete(name);
     this.#handles.delete(name);
-    await core.close();
+    await core.close(); // no commit can publish a version after this
+    try {
+      await this.#deleteRemoteManifests(name);
+    } catch (err) {
+      // Back as it was: the directory is untouched, so the collection reopens from it (and if
+      // even that fails, the next Database.open recovers it; the drop's error is the one to report).
+      try {
+        this.#cores.set(name, await CollectionCore.open(this.#ctx, core.dir));
+      } catch (reopenErr) {
+        this.#ctx.tierStats.lastRemoteError = `drop ${name}: reopening after the failed drop: ${(reopenErr as Error).message}`;
+      }
+      throw err;
+    }
     for (const s of core.segments()) this.#ctx.access.forget(s.id);
     const trash = path.join(this.dir, 'trash');
     await fsp.mkdir(trash, { recursive: true });
@@ -297,12 +322,24 @@ export class Database {
       throw ioError(err, `dropping collection ${name}`);
     }
     await fsp.rm(dest, { recursive: true, force: true });
-    // Remote copies go too; what cannot be deleted now (store down) is left for garbage collection.
+    // The segment copies go too; what cannot be deleted now (store down since) is left for
+    // garbage collection, which finds a prefix without a collection ('dropped-collection').
     const store = this.#ctx.cold.store;
     try {
       for (const o of await store.list(`${name}/`)) await store.delete(o.key);
     } catch (err) {
       this.#ctx.tierStats.lastRemoteError = `drop ${name}: ${(err as Error).message}`;
+    }
+  }
+
+  /** Deletes every remote manifest version of `name`, newest first; throws if one cannot be. */
+  async #deleteRemoteManifests(name: string): Promise<void> {
+    const store = this.#ctx.cold.store;
+    const keys = (await store.list(`${name}/manifest/`)).map((o) => o.key).sort().reverse();
+    for (const key of keys) {
+      // A remote delete is only ever made by the current writer (as GC does it).
+      await this.#fence.assertCurrent();
+      await store.delete(key);
     }
   }
 
