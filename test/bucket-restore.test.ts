@@ -4,17 +4,21 @@
 //    (deletes included); the requests that open made are counted (diagnostic, not asserted);
 //  - the bucket unreachable during that open: a clear coded error, and the next open succeeds;
 //  - maxUnsealedMs: rows written and never flushed reach the bucket by themselves (decided by
-//    state: the segment count, never by elapsed time).
+//    state: the segment count, never by elapsed time);
+//  - a corrupt or foreign remote manifest is skipped (recorded in stats), never adopted, and a
+//    dropped collection does not come back from the bucket.
 // s3rver and Ceph RGW on loopback; real files and mmap.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Database, type DatabaseOptions } from '../engine/index.js';
 import { clusteredDataset } from '../harness/datasets.js';
 import { startFaultProxy } from '../harness/s3rver.js';
 import { s3ServerKinds, type S3TestServer } from '../harness/s3-servers.js';
+import { openObjectStore } from '../tiers/open-object-store.js';
 import { hasCode, track, waitFor, withTmpDir } from './helpers/tmp.js';
 
 const KINDS = s3ServerKinds();
@@ -168,5 +172,58 @@ test('options: takeover, heartbeatMs, writerStaleMs and maxUnsealedMs are valida
     await assert.rejects(Database.open(dir, { heartbeatMs: 5 }), hasCode('ERR_INVALID_ARGUMENT'));
     await assert.rejects(Database.open(dir, { heartbeatMs: 1000, writerStaleMs: 1000 }), hasCode('ERR_INVALID_ARGUMENT'));
     await assert.rejects(Database.open(dir, { writerStaleMs: '1' as unknown as number }), TypeError);
+  });
+});
+
+test('[fs] open skips a corrupt or foreign remote manifest (recorded in stats, never adopted); a dropped collection stays dropped', async () => {
+  await withTmpDir('bucket-skip', async (dir) => {
+    const objectStore = pathToFileURL(path.join(dir, 'bucket')).href;
+    const origin = path.join(dir, 'origin');
+    let db = track(await Database.open(origin, { ...QUIET, objectStore }));
+    const col = await db.createCollection('docs', { dimension: DIM });
+    await col.upsert(Array.from({ length: 50 }, (_, i) => ({ id: `id-${i}`, vector: vec(i) })));
+    await col.flush();
+    const gone = await db.createCollection('gone', { dimension: DIM });
+    await gone.upsert([{ id: 'g', vector: vec(0) }]);
+    await gone.flush();
+    await db.flushUploads();
+    await db.dropCollection('gone');
+    const version = db.stats().collections['docs']!.manifestVersion;
+    await db.close();
+
+    const store = await openObjectStore(objectStore);
+    try {
+      const key = (name: string, v: number) => `${name}/manifest/${String(v).padStart(12, '0')}.manifest`;
+      assert.deepEqual(await store.list('gone/manifest/'), [], 'the drop left remote manifests');
+      // Not a manifest at all, and a valid manifest of docs filed under another collection's name.
+      await store.put(key('ghost', 1), randomBytes(100));
+      await store.put(key('other', version), await store.get(key('docs', version)));
+
+      const restored = track(await Database.open(path.join(dir, 'restored'), { ...QUIET, objectStore }));
+      assert.deepEqual(restored.listCollections(), ['docs'], 'only the valid collection was adopted');
+      assert.match(restored.stats().movement.lastRemoteError ?? '', /other\/manifest\/.*belongs to collection "docs".*skipped, not adopted/);
+      assert.deepEqual((await restored.collection('docs').get(['id-7']))[0]?.vector, vec(7));
+      await restored.close();
+      // lastRemoteError holds the last warning only: the next phase's must be the one left.
+      await store.delete(key('other', version));
+      await store.delete(key('ghost', 1));
+
+      // The newest version of a collection held locally is corrupt in the bucket: the local state
+      // stays the authority, and the next commit goes above that number.
+      await store.put(key('docs', version + 1), randomBytes(100));
+      db = track(await Database.open(origin, { ...QUIET, objectStore }));
+      assert.deepEqual(db.listCollections(), ['docs'], 'the dropped collection came back');
+      assert.match(db.stats().movement.lastRemoteError ?? '', /docs\/manifest\/.*kept the local collection/);
+      const c = db.collection('docs');
+      assert.equal(c.count(), 50);
+      await c.upsert([{ id: 'late', vector: vec(60) }]);
+      await c.flush();
+      const now = db.stats().collections['docs']!.manifestVersion;
+      assert.ok(now > version + 1, `committed at v${now}, at or below the corrupt v${version + 1}`);
+      assert.ok(await store.head(key('docs', now)), `v${now} is in the bucket`);
+      await db.close();
+    } finally {
+      await store.close();
+    }
   });
 });
