@@ -131,7 +131,12 @@ export class Database {
       }
       store = await openObjectStore(filled.objectStore, { ...filled.objectStoreTuning, clock: filled.clock });
       // One writer per prefix: a writer that cannot claim it (held, or the bucket unreachable) must not write.
-      fence = await WriterFence.claim(store, { clock: filled.clock, takeover: filled.takeover, staleMs: filled.writerStaleMs });
+      try {
+        fence = await WriterFence.claim(store, { clock: filled.clock, takeover: filled.takeover, staleMs: filled.writerStaleMs });
+      } catch (err) {
+        if (!filled.offline || !(err instanceof StratavecError) || err.code !== 'ERR_TIER_UNAVAILABLE') throw err;
+        fence = WriterFence.unclaimed(store, filled.clock, err);
+      }
     } catch (err) {
       await store?.close();
       await lock.release();
@@ -153,8 +158,10 @@ export class Database {
     db.#status = 'open';
     db.tiering.start();
     db.#maintenance.start();
-    db.#heartbeat = setInterval(() => void fence.heartbeat(), filled.heartbeatMs);
-    db.#heartbeat.unref();
+    if (!fence.unclaimed) {
+      db.#heartbeat = setInterval(() => void fence.heartbeat(), filled.heartbeatMs);
+      db.#heartbeat.unref();
+    }
     db.#publisher.start();
     return db;
   }
@@ -180,7 +187,9 @@ export class Database {
     }
     // The bucket is the shared tier: what it holds is adopted or reconciled (engine/bucket.ts).
     const store = this.#ctx.cold.store;
-    const remote = await remoteManifestVersions(store);
+    // Offline (no claim): the local directory as it is; the bucket is reconciled at the next open.
+    const offline = this.#fence.unclaimed;
+    const remote = offline ? new Map<string, { version: number; key: string }>() : await remoteManifestVersions(store);
     for (const name of [...new Set([...local, ...remote.keys()])].sort()) {
       const r = remote.get(name);
       let remoteM: CollectionManifest | undefined;
@@ -195,7 +204,8 @@ export class Database {
         if (!local.has(name)) continue;
       }
       const localM = local.has(name) ? await loadLatestManifest(SegmentRegistry.manifestDir(path.join(colDir, name))) : undefined;
-      const plan = remoteM || !r ? reconcile(localM, remoteM) : { adopt: false, publish: true, floor: r.version };
+      const plan = offline ? { adopt: false, publish: false, floor: 0 }
+        : remoteM || !r ? reconcile(localM, remoteM) : { adopt: false, publish: true, floor: r.version };
       if (plan.adopt) await adoptCollection(this.dir, remoteM!);
       const core = await CollectionCore.open(this.#ctx, path.join(colDir, name));
       this.#cores.set(name, core);

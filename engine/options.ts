@@ -58,6 +58,10 @@ export interface DatabaseOptions {
   /** Seal the growing segment once its oldest row is this old, so the bucket is at most about
    *  this far behind the acknowledged writes. 0 (default): seal only at segmentMaxRecords or flush(). */
   maxUnsealedMs?: number;
+  /** The object store cannot be reached at open: open anyway, without the writer claim, for local
+   *  reads, verify and local GC; every write, commit and remote delete then fails with
+   *  ERR_TIER_UNAVAILABLE until a reopen claims the prefix. Default false: the open fails. */
+  offline?: boolean;
   /** Create the database when `dir` holds none (default true). false: ERR_DATABASE_NOT_FOUND
    *  instead, so a mistyped path never becomes an empty database (admin tools pass false). */
   create?: boolean;
@@ -127,6 +131,7 @@ export interface FilledOptions {
   heartbeatMs: number;
   writerStaleMs: number;
   maxUnsealedMs: number;
+  offline: boolean;
   create: boolean;
   recordConfig: boolean;
   relocateObjectStore: boolean;
@@ -175,7 +180,7 @@ function positiveInt(name: string, v: unknown, min: number, max: number): number
 const KNOWN_KEYS = {
   options: ['objectStore', 'hotBytes', 'warmBytes', 'workers', 'segmentMaxRecords', 'clock', 'uploadOnSeal', 'warmScanMaxRecords',
     'tiering', 'maintenance', 'compressionMinSavings', 'taskTimeoutMs', 'workerNice', 'objectStoreTuning', 'create', 'recordConfig',
-    'relocateObjectStore', 'statsIntervalMs', 'takeover', 'heartbeatMs', 'writerStaleMs', 'maxUnsealedMs'],
+    'relocateObjectStore', 'statsIntervalMs', 'takeover', 'heartbeatMs', 'writerStaleMs', 'maxUnsealedMs', 'offline'],
   // Derived from the defaults, so a new nested option is known the moment it has a default.
   tiering: ['policy', ...Object.keys(kDefaultOptions.tiering)],
   maintenance: Object.keys(kDefaultOptions.maintenance),
@@ -246,7 +251,7 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
   };
 }
 
-function fillWriter(o: DatabaseOptions): Pick<FilledOptions, 'takeover' | 'heartbeatMs' | 'writerStaleMs' | 'maxUnsealedMs'> {
+function fillWriter(o: DatabaseOptions): Pick<FilledOptions, 'takeover' | 'heartbeatMs' | 'writerStaleMs' | 'maxUnsealedMs' | 'offline'> {
   const day = 24 * 3600_000;
   const heartbeatMs = o.heartbeatMs === undefined ? kDefaultOptions.heartbeatMs : positiveInt('heartbeatMs', o.heartbeatMs, 10, day);
   const writerStaleMs = o.writerStaleMs === undefined ? kDefaultOptions.writerStaleMs : positiveInt('writerStaleMs', o.writerStaleMs, 1, 7 * day);
@@ -258,6 +263,7 @@ function fillWriter(o: DatabaseOptions): Pick<FilledOptions, 'takeover' | 'heart
     heartbeatMs,
     writerStaleMs,
     maxUnsealedMs: o.maxUnsealedMs === undefined ? 0 : positiveInt('maxUnsealedMs', o.maxUnsealedMs, 0, 7 * day),
+    offline: o.offline === undefined ? false : bool('offline', o.offline),
   };
 }
 

@@ -6,7 +6,9 @@
 //  - maxUnsealedMs: rows written and never flushed reach the bucket by themselves (decided by
 //    state: the segment count, never by elapsed time);
 //  - a corrupt or foreign remote manifest is skipped (recorded in stats), never adopted, and a
-//    dropped collection does not come back from the bucket.
+//    dropped collection does not come back from the bucket;
+//  - offline: an open that cannot reach the store fails, unless `offline`, which reads locally
+//    and refuses every write until a reopen claims the prefix.
 // s3rver and Ceph RGW on loopback; real files and mmap.
 
 import { test } from 'node:test';
@@ -16,7 +18,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Database, type DatabaseOptions } from '../engine/index.js';
 import { clusteredDataset } from '../harness/datasets.js';
-import { startFaultProxy } from '../harness/s3rver.js';
+import { startFaultProxy, startS3rver, S3RVER_CREDENTIALS } from '../harness/s3rver.js';
 import { s3ServerKinds, type S3TestServer } from '../harness/s3-servers.js';
 import { openObjectStore } from '../tiers/open-object-store.js';
 import { hasCode, track, waitFor, withTmpDir } from './helpers/tmp.js';
@@ -172,6 +174,7 @@ test('options: takeover, heartbeatMs, writerStaleMs and maxUnsealedMs are valida
     await assert.rejects(Database.open(dir, { heartbeatMs: 5 }), hasCode('ERR_INVALID_ARGUMENT'));
     await assert.rejects(Database.open(dir, { heartbeatMs: 1000, writerStaleMs: 1000 }), hasCode('ERR_INVALID_ARGUMENT'));
     await assert.rejects(Database.open(dir, { writerStaleMs: '1' as unknown as number }), TypeError);
+    await assert.rejects(Database.open(dir, { offline: 1 as unknown as boolean }), TypeError);
   });
 });
 
@@ -226,4 +229,49 @@ test('[fs] open skips a corrupt or foreign remote manifest (recorded in stats, n
       await store.close();
     }
   });
+});
+
+test('[s3rver] offline: with the store unreachable the open fails, unless offline, which reads locally and writes nothing until a reopen claims', async () => {
+  const server = await startS3rver();
+  const proxy = await startFaultProxy(server.endpoint);
+  try {
+    await withTmpDir('bucket-offline', async (dir) => {
+      const objectStore = { url: `s3://${server.bucket}/offline`, endpoint: proxy.endpoint, credentials: { ...S3RVER_CREDENTIALS }, forcePathStyle: true };
+      const opts: DatabaseOptions = { ...QUIET, objectStore, objectStoreTuning: { retries: 0 } };
+      const dbDir = path.join(dir, 'db');
+      let db = track(await Database.open(dbDir, opts));
+      const col = await db.createCollection('docs', { dimension: DIM });
+      await col.upsert(Array.from({ length: 20 }, (_, i) => ({ id: `id-${i}`, vector: vec(i) })));
+      await col.flush();
+      await db.flushUploads();
+      await db.close();
+
+      proxy.fault = () => 'reset'; // the store stops answering
+      await assert.rejects(Database.open(dbDir, opts), hasCode('ERR_TIER_UNAVAILABLE'));
+      db = track(await Database.open(dbDir, { ...opts, offline: true }));
+      const c = db.collection('docs');
+      assert.deepEqual((await c.get(['id-3']))[0]?.vector, vec(3), 'local reads work offline');
+      assert.equal((await c.search(vec(3), { k: 1 }))[0]?.id, 'id-3');
+      await assert.rejects(c.upsert([{ id: 'x', vector: vec(30) }]), hasCode('ERR_TIER_UNAVAILABLE'));
+      await assert.rejects(db.dropCollection('docs'), hasCode('ERR_TIER_UNAVAILABLE'));
+      await assert.rejects(db.createCollection('more', { dimension: 4 }), hasCode('ERR_TIER_UNAVAILABLE'));
+      assert.deepEqual(db.listCollections(), ['docs']);
+      proxy.fault = () => 'pass'; // back while open: still no claim, still nothing written
+      await assert.rejects(c.upsert([{ id: 'x', vector: vec(30) }]), hasCode('ERR_TIER_UNAVAILABLE'));
+      await db.close();
+
+      // Reopened with the store back: the open claims the prefix, and writes and drops work again.
+      db = track(await Database.open(dbDir, { ...opts, offline: true }));
+      await db.collection('docs').upsert([{ id: 'x', vector: vec(30) }]);
+      assert.equal(db.collection('docs').count(), 21);
+      await db.dropCollection('docs');
+      await db.close();
+      db = track(await Database.open(dbDir, opts));
+      assert.deepEqual(db.listCollections(), [], 'the dropped collection came back from the bucket');
+      await db.close();
+    });
+  } finally {
+    await proxy.stop();
+    await server.destroy();
+  }
 });

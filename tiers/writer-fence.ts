@@ -146,13 +146,30 @@ export class WriterFence {
     return `host ${claim?.host ?? '?'} pid ${claim?.pid ?? '?'}, heartbeat ${Math.max(0, Math.round(age))} ms ago, stale after ${opts.staleMs} ms`;
   }
 
+  /**
+   * A fence for a database opened while the store could not be reached (option `offline`): it
+   * holds no claim, so every write, commit and remote delete is refused with the store's error
+   * (ERR_TIER_UNAVAILABLE) until the database is reopened and claims the prefix.
+   */
+  static unclaimed(store: ObjectStore, clock: Clock, cause: StratavecError): WriterFence {
+    const fence = new WriterFence(store, 0, clock);
+    fence.#fenced = new StratavecError(cause.code,
+      `${store.description} could not be reached at open, so this database holds no writer claim and writes nothing (reopen once the store answers): ${cause.message}`, { cause });
+    return fence;
+  }
+
+  /** Opened without a claim (WriterFence.unclaimed). */
+  get unclaimed(): boolean {
+    return this.epoch === 0;
+  }
+
   get fenced(): boolean {
     return this.#fenced !== undefined;
   }
 
   /** Throws ERR_WRITER_FENCED once this writer is known to be superseded. */
   check(): void {
-    if (this.#fenced) throw new StratavecError('ERR_WRITER_FENCED', this.#fenced.message, { cause: this.#fenced.cause });
+    if (this.#fenced) throw new StratavecError(this.#fenced.code, this.#fenced.message, { cause: this.#fenced.cause });
   }
 
   #fence(reason: string): StratavecError {
