@@ -314,6 +314,7 @@ export class Database {
     } catch (err) {
       // Back as it was: the directory is untouched, so the collection reopens from it (and if
       // even that fails, the next Database.open recovers it; the drop's error is the one to report).
+      // Handles taken before the drop belong to the closed core: take a new one with collection().
       try {
         this.#cores.set(name, await CollectionCore.open(this.#ctx, core.dir));
       } catch (reopenErr) {
