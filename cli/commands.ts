@@ -192,6 +192,9 @@ export function adminOptions(store: DatabaseOptions['objectStore'], extra: Datab
     ...extra,
     create: false,
     recordConfig: false,
+    // A store that does not answer must not hide what can be checked locally (verify lists the
+    // segments it could not check, gc collects local garbage); writes then fail with its error.
+    offline: true,
     statsIntervalMs: 0, // the serving process's published figures must not be overwritten by ours
     ...(store === undefined ? {} : { objectStore: store }),
     tiering: { ...extra.tiering, intervalMs: 0 },

@@ -3,6 +3,7 @@
 // and compaction that act on its segments. It trusts its inputs: the public Collection class
 // validates them. It holds no logic of its own beyond lifecycle and introspection.
 
+import * as path from 'node:path';
 import type { Tier } from '../format/manifest.js';
 import type { WalUpsertRecord } from '../format/wal.js';
 import type { Metric } from '../format/segment.js';
@@ -78,7 +79,10 @@ export class CollectionCore {
 
   /** Opens a collection: last manifest, attach segments, replay the WAL over them, drop leftovers. */
   static async open(ctx: EngineContext, dir: string): Promise<CollectionCore> {
-    const core = new CollectionCore(ctx, await SegmentRegistry.load(dir));
+    const fence = ctx.fence;
+    const name = path.basename(dir);
+    const remote = fence ? { fence, key: (v: number) => ctx.cold.manifestKey(name, v) } : undefined;
+    const core = new CollectionCore(ctx, await SegmentRegistry.load(dir, remote));
     await recoverCollection(core.#reg, ctx.warm, core.#verifier, core.#writes);
     // Write-through promises every sealed segment a remote copy. One whose upload never happened
     // (close() drops queued uploads, a crash, a failed upload, or a database last opened with
@@ -113,6 +117,21 @@ export class CollectionCore {
 
   checkOpen(): void {
     this.#reg.checkOpen();
+  }
+
+  /** The bucket holds versions up to `version`: the next commit goes above it. */
+  raiseVersionFloor(version: number): void {
+    this.#reg.raiseVersionFloor(version);
+  }
+
+  /** Why a segment could not be attached because the object store did not answer, if one could not. */
+  unreachableCause(): Error | undefined {
+    return this.#reg.list().find((s) => s.error?.code === 'ERR_TIER_UNAVAILABLE')?.error;
+  }
+
+  /** Commits the current state as a new version (to publish it to the bucket). */
+  republish(): Promise<void> {
+    return this.#reg.commit({});
   }
 
   // ---- writes and reads -------------------------------------------------------------------

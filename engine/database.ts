@@ -33,6 +33,10 @@ import { readFileSync } from 'node:fs';
 import { DirectoryLock } from './lock.js';
 import { fillOptions, fillIndexes, type DatabaseOptions, type FilledOptions } from './options.js';
 import type { PayloadIndexes } from '../format/payload-schema.js';
+import { loadLatestManifest } from '../format/manifest.js';
+import { WriterFence } from '../tiers/writer-fence.js';
+import { SegmentRegistry } from './segment-registry.js';
+import { adoptCollection, readRemoteManifest, reconcile, remoteManifestVersions } from './bucket.js';
 import { StatsPublisher } from './stats-file.js';
 import { CONFIG_FILE, configOf, isDatabase, mergeRecorded, readConfig, sameConfig, writeConfig, type RecordedConfig } from './config.js';
 
@@ -59,7 +63,11 @@ export class Database {
   /** The tiering policy, its dry run (`plan()`), `apply()`, and the background loop. */
   readonly tiering: Tiering;
 
-  private constructor(dir: string, options: FilledOptions, lock: DirectoryLock, store: ObjectStore) {
+  readonly #fence: WriterFence;
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  private constructor(dir: string, options: FilledOptions, lock: DirectoryLock, store: ObjectStore, fence: WriterFence) {
+    this.#fence = fence;
     this.dir = dir;
     this.options = Object.freeze(options);
     this.#lock = lock;
@@ -80,6 +88,7 @@ export class Database {
       tmpDir,
       options,
       nudgeTiering: () => this.tiering.nudge(),
+      fence,
       searchStats: new SearchStats(),
     };
     this.tiering = new Tiering({ collections: () => this.#cores.values(), access, options });
@@ -107,7 +116,8 @@ export class Database {
       throw ioError(err, `creating ${abs}`);
     }
     const lock = await DirectoryLock.acquire(abs);
-    let store: ObjectStore;
+    let store: ObjectStore | undefined;
+    let fence: WriterFence;
     let filled: FilledOptions;
     let config: RecordedConfig | undefined; // to record once the open has succeeded
     try {
@@ -120,17 +130,26 @@ export class Database {
         await fsp.mkdir(new URL(filled.objectStore), { recursive: true });
       }
       store = await openObjectStore(filled.objectStore, { ...filled.objectStoreTuning, clock: filled.clock });
+      // One writer per prefix: a writer that cannot claim it (held, or the bucket unreachable) must not write.
+      try {
+        fence = await WriterFence.claim(store, { clock: filled.clock, takeover: filled.takeover, staleMs: filled.writerStaleMs });
+      } catch (err) {
+        if (!filled.offline || !(err instanceof StratavecError) || err.code !== 'ERR_TIER_UNAVAILABLE') throw err;
+        fence = WriterFence.unclaimed(store, filled.clock, err);
+      }
     } catch (err) {
+      await store?.close();
       await lock.release();
       throw err;
     }
-    const db = new Database(abs, filled, lock, store);
+    const db = new Database(abs, filled, lock, store, fence);
     try {
       await db.#load();
       // Recorded only after recovery succeeded: a refused open changes nothing on disk.
       if (config) await writeConfig(abs, config);
     } catch (err) {
       for (const core of db.#cores.values()) await core.close().catch(() => undefined); // the load error is the one to report
+      await fence.heartbeat(true); // a failed open must not leave a claim that looks alive
       await db.#ctx.pool.destroy();
       await store.close();
       await lock.release();
@@ -139,6 +158,10 @@ export class Database {
     db.#status = 'open';
     db.tiering.start();
     db.#maintenance.start();
+    if (!fence.unclaimed) {
+      db.#heartbeat = setInterval(() => void fence.heartbeat(), filled.heartbeatMs);
+      db.#heartbeat.unref();
+    }
     db.#publisher.start();
     return db;
   }
@@ -154,13 +177,46 @@ export class Database {
     await fsp.mkdir(this.#ctx.tmpDir, { recursive: true });
     // A drop that crashed half-way left its directory in trash/; finish it.
     await fsp.rm(path.join(this.dir, 'trash'), { recursive: true, force: true });
-    for (const name of (await fsp.readdir(colDir)).sort()) {
+    const local = new Set<string>();
+    for (const name of await fsp.readdir(colDir)) {
       if (name.startsWith(TEMP_PREFIX)) {
         await fsp.rm(path.join(colDir, name), { recursive: true, force: true });
         continue;
       }
-      validateCollectionName(name);
-      this.#cores.set(name, await CollectionCore.open(this.#ctx, path.join(colDir, name)));
+      local.add(validateCollectionName(name));
+    }
+    // The bucket is the shared tier: what it holds is adopted or reconciled (engine/bucket.ts).
+    const store = this.#ctx.cold.store;
+    // Offline (no claim): the local directory as it is; the bucket is reconciled at the next open.
+    const offline = this.#fence.unclaimed;
+    const remote = offline ? new Map<string, { version: number; key: string }>() : await remoteManifestVersions(store);
+    for (const name of [...new Set([...local, ...remote.keys()])].sort()) {
+      const r = remote.get(name);
+      let remoteM: CollectionManifest | undefined;
+      try {
+        remoteM = r ? await readRemoteManifest(store, r.key, r.version, name) : undefined;
+      } catch (err) {
+        if (!(err instanceof StratavecError) || err.code !== 'ERR_MANIFEST_CORRUPT') throw err;
+        // A corrupt or foreign object under the prefix is never adopted, and never stops the
+        // open: without a local copy it is skipped (GC collects it as a dropped collection);
+        // with one, the local state stays the authority and commits go above that version.
+        this.#ctx.tierStats.lastRemoteError = `${err.message}: ${local.has(name) ? 'kept the local collection' : 'skipped, not adopted'}`;
+        if (!local.has(name)) continue;
+      }
+      const localM = local.has(name) ? await loadLatestManifest(SegmentRegistry.manifestDir(path.join(colDir, name))) : undefined;
+      const plan = offline ? { adopt: false, publish: false, floor: 0 }
+        : remoteM || !r ? reconcile(localM, remoteM) : { adopt: false, publish: true, floor: r.version };
+      if (plan.adopt) await adoptCollection(this.dir, remoteM!);
+      const core = await CollectionCore.open(this.#ctx, path.join(colDir, name));
+      this.#cores.set(name, core);
+      const unreachable = core.unreachableCause();
+      if (unreachable) {
+        // A restore that could not read the bucket would serve a collection of unavailable
+        // segments; fail the open instead (the next open resumes where this one stopped).
+        throw new StratavecError('ERR_TIER_UNAVAILABLE', `collection ${name}: the object store stopped answering while its segments were attached: ${unreachable.message}`, { cause: unreachable });
+      }
+      core.raiseVersionFloor(plan.floor);
+      if (plan.publish) await core.republish();
     }
   }
 
@@ -206,7 +262,15 @@ export class Database {
       if (code === 'EEXIST' || code === 'ENOTEMPTY') throw new StratavecError('ERR_COLLECTION_EXISTS', `collection ${name} already exists`, { cause: err });
       throw ioError(err, `creating collection ${name}`);
     }
-    this.#cores.set(name, await CollectionCore.open(this.#ctx, finalDir));
+    const core = await CollectionCore.open(this.#ctx, finalDir);
+    try {
+      await core.republish(); // the bucket learns of it before the caller does
+    } catch (err) {
+      await core.close().catch(() => undefined); // the publish failure is the error to report
+      await fsp.rm(finalDir, { recursive: true, force: true });
+      throw err;
+    }
+    this.#cores.set(name, core);
     return this.collection(name);
   }
 
@@ -237,9 +301,27 @@ export class Database {
     validateCollectionName(name);
     const core = this.#cores.get(name);
     if (!core) throw new StratavecError('ERR_COLLECTION_NOT_FOUND', `collection ${name} does not exist`);
+    // Only the prefix's current writer may delete its remote objects, and a drop needs the bucket:
+    // the collection's remote manifest versions must be gone before its local directory is, or
+    // the next open would adopt it again from them (engine/bucket.ts). With the store unreachable
+    // (or this writer fenced) the drop is a coded error that changes nothing.
+    await this.#fence.assertCurrent();
     this.#cores.delete(name);
     this.#handles.delete(name);
-    await core.close();
+    await core.close(); // no commit can publish a version after this
+    try {
+      await this.#deleteRemoteManifests(name);
+    } catch (err) {
+      // Back as it was: the directory is untouched, so the collection reopens from it (and if
+      // even that fails, the next Database.open recovers it; the drop's error is the one to report).
+      // Handles taken before the drop belong to the closed core: take a new one with collection().
+      try {
+        this.#cores.set(name, await CollectionCore.open(this.#ctx, core.dir));
+      } catch (reopenErr) {
+        this.#ctx.tierStats.lastRemoteError = `drop ${name}: reopening after the failed drop: ${(reopenErr as Error).message}`;
+      }
+      throw err;
+    }
     for (const s of core.segments()) this.#ctx.access.forget(s.id);
     const trash = path.join(this.dir, 'trash');
     await fsp.mkdir(trash, { recursive: true });
@@ -251,12 +333,24 @@ export class Database {
       throw ioError(err, `dropping collection ${name}`);
     }
     await fsp.rm(dest, { recursive: true, force: true });
-    // Remote copies go too; what cannot be deleted now (store down) is left for garbage collection.
+    // The segment copies go too; what cannot be deleted now (store down since) is left for
+    // garbage collection, which finds a prefix without a collection ('dropped-collection').
     const store = this.#ctx.cold.store;
     try {
       for (const o of await store.list(`${name}/`)) await store.delete(o.key);
     } catch (err) {
       this.#ctx.tierStats.lastRemoteError = `drop ${name}: ${(err as Error).message}`;
+    }
+  }
+
+  /** Deletes every remote manifest version of `name`, newest first; throws if one cannot be. */
+  async #deleteRemoteManifests(name: string): Promise<void> {
+    const store = this.#ctx.cold.store;
+    const keys = (await store.list(`${name}/manifest/`)).map((o) => o.key).sort().reverse();
+    for (const key of keys) {
+      // A remote delete is only ever made by the current writer (as GC does it).
+      await this.#fence.assertCurrent();
+      await store.delete(key);
     }
   }
 
@@ -348,6 +442,7 @@ export class Database {
       tiering: this.tiering.stats(),
       maintenance: this.#maintenance.stats(),
       workers: this.#ctx.pool.stats(),
+      writer: this.#fence.stats(),
     };
   }
 
@@ -363,10 +458,13 @@ export class Database {
   async #close(): Promise<void> {
     this.#status = 'closing';
     try {
+      clearInterval(this.#heartbeat);
       await this.tiering.stop();
       await this.#maintenance.stop();
       await this.#publisher.stop();
       for (const core of this.#cores.values()) await core.close();
+      // Says "gone" so the next writer need not wait for staleness (best effort: a crash cannot).
+      await this.#fence.heartbeat(true);
       this.#ctx.hot.clear();
       await this.#ctx.pool.destroy();
       await this.#ctx.cold.store.close();

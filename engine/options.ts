@@ -47,6 +47,21 @@ export interface DatabaseOptions {
   workerNice?: number;
   /** Transfer tuning for the object store. */
   objectStoreTuning?: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
+  /** Claim the object-store prefix even if another writer's heartbeat is fresh, fencing it
+   *  (failover when that machine is gone). Default false: such an open fails with ERR_WRITER_ACTIVE. */
+  takeover?: boolean;
+  /** The writer refreshes its heartbeat object (and learns of a newer writer) this often. Default 5 s. */
+  heartbeatMs?: number;
+  /** A writer whose heartbeat is older than this counts as gone: open claims without takeover.
+   *  Must exceed heartbeatMs (and the clock skew between machines). Default 30 s. */
+  writerStaleMs?: number;
+  /** Seal the growing segment once its oldest row is this old, so the bucket is at most about
+   *  this far behind the acknowledged writes. 0 (default): seal only at segmentMaxRecords or flush(). */
+  maxUnsealedMs?: number;
+  /** The object store cannot be reached at open: open anyway, without the writer claim, for local
+   *  reads, verify and local GC; every write, commit and remote delete then fails with
+   *  ERR_TIER_UNAVAILABLE until a reopen claims the prefix. Default false: the open fails. */
+  offline?: boolean;
   /** Create the database when `dir` holds none (default true). false: ERR_DATABASE_NOT_FOUND
    *  instead, so a mistyped path never becomes an empty database (admin tools pass false). */
   create?: boolean;
@@ -112,6 +127,11 @@ export interface FilledOptions {
   taskTimeoutMs: number;
   workerNice: number;
   objectStoreTuning: { multipartThreshold?: number; partSize?: number; retries?: number; retryBaseMs?: number };
+  takeover: boolean;
+  heartbeatMs: number;
+  writerStaleMs: number;
+  maxUnsealedMs: number;
+  offline: boolean;
   create: boolean;
   recordConfig: boolean;
   relocateObjectStore: boolean;
@@ -132,6 +152,9 @@ export const kDefaultOptions = Object.freeze({
   tiering: Object.freeze({ intervalMs: 30_000, highWatermark: 0.9, lowWatermark: 0.7, halfLifeMs: 10 * 60_000, minResidencyMs: 60_000 }),
   // workers/codec.ts DEFAULT_MIN_SAVINGS: below a 10% saving, decoding costs more than the bytes.
   compressionMinSavings: 0.1,
+  heartbeatMs: 5_000,
+  // Six missed heartbeats: a writer stalled by a long GC pause or a slow bucket is not declared dead.
+  writerStaleMs: 30_000,
   maintenance: Object.freeze({
     gcIntervalMs: 10 * 60_000,
     gcGraceMs: 60 * 60_000,
@@ -157,7 +180,7 @@ function positiveInt(name: string, v: unknown, min: number, max: number): number
 const KNOWN_KEYS = {
   options: ['objectStore', 'hotBytes', 'warmBytes', 'workers', 'segmentMaxRecords', 'clock', 'uploadOnSeal', 'warmScanMaxRecords',
     'tiering', 'maintenance', 'compressionMinSavings', 'taskTimeoutMs', 'workerNice', 'objectStoreTuning', 'create', 'recordConfig',
-    'relocateObjectStore', 'statsIntervalMs'],
+    'relocateObjectStore', 'statsIntervalMs', 'takeover', 'heartbeatMs', 'writerStaleMs', 'maxUnsealedMs', 'offline'],
   // Derived from the defaults, so a new nested option is known the moment it has a default.
   tiering: ['policy', ...Object.keys(kDefaultOptions.tiering)],
   maintenance: Object.keys(kDefaultOptions.maintenance),
@@ -224,6 +247,23 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
     recordConfig: o.recordConfig === undefined ? true : bool('recordConfig', o.recordConfig),
     relocateObjectStore: o.relocateObjectStore === undefined ? false : bool('relocateObjectStore', o.relocateObjectStore),
     statsIntervalMs: o.statsIntervalMs === undefined ? 10_000 : positiveInt('statsIntervalMs', o.statsIntervalMs, 0, 24 * 3600_000),
+    ...fillWriter(o),
+  };
+}
+
+function fillWriter(o: DatabaseOptions): Pick<FilledOptions, 'takeover' | 'heartbeatMs' | 'writerStaleMs' | 'maxUnsealedMs' | 'offline'> {
+  const day = 24 * 3600_000;
+  const heartbeatMs = o.heartbeatMs === undefined ? kDefaultOptions.heartbeatMs : positiveInt('heartbeatMs', o.heartbeatMs, 10, day);
+  const writerStaleMs = o.writerStaleMs === undefined ? kDefaultOptions.writerStaleMs : positiveInt('writerStaleMs', o.writerStaleMs, 1, 7 * day);
+  if (writerStaleMs <= heartbeatMs) {
+    throw new StratavecError('ERR_INVALID_ARGUMENT', `option writerStaleMs (${writerStaleMs}) must exceed heartbeatMs (${heartbeatMs}): a live writer would look gone between heartbeats`);
+  }
+  return {
+    takeover: o.takeover === undefined ? false : bool('takeover', o.takeover),
+    heartbeatMs,
+    writerStaleMs,
+    maxUnsealedMs: o.maxUnsealedMs === undefined ? 0 : positiveInt('maxUnsealedMs', o.maxUnsealedMs, 0, 7 * day),
+    offline: o.offline === undefined ? false : bool('offline', o.offline),
   };
 }
 

@@ -6,7 +6,9 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { StratavecError } from '../format/errors.js';
-import { loadLatestManifest, writeManifest, encodeManifest, type CollectionManifest } from '../format/manifest.js';
+import { loadLatestManifest, writeManifest, encodeManifest, manifestFileName, type CollectionManifest } from '../format/manifest.js';
+import { fsyncDir } from '../format/fsutil.js';
+import type { WriterFence } from '../tiers/writer-fence.js';
 import type { Metric, StringTable } from '../format/segment.js';
 import { SealedSegment } from '../tiers/sealed-segment.js';
 import type { ManifestChange, SegmentCatalog } from '../tiers/segment-catalog.js';
@@ -17,6 +19,17 @@ export interface Location {
   seg: GrowingSegment | SealedSegment;
   row: number;
 }
+
+/** Where a writer's manifest versions go besides the local directory (the shared bucket). */
+export interface ManifestRemote {
+  fence: WriterFence;
+  /** The object key of version `version` of this collection. */
+  key(version: number): string;
+}
+
+/** Commits that find their version number taken (outcome-lost commits of our own, an older
+ *  writer's unacknowledged version) move on to the next number at most this many times. */
+const TAKEN_ROUNDS = 8;
 
 export interface ManifestCheck {
   collection: string;
@@ -36,8 +49,13 @@ export class SegmentRegistry implements SegmentCatalog {
   #nextSeq: number;
   #commitChain: Promise<unknown> = Promise.resolve();
   #closed = false;
+  readonly #remote: ManifestRemote | undefined;
+  /** The highest version number known to be taken in the bucket (commits go above it). */
+  #versionFloor: number;
 
-  private constructor(dir: string, manifest: CollectionManifest) {
+  private constructor(dir: string, manifest: CollectionManifest, remote: ManifestRemote | undefined) {
+    this.#remote = remote;
+    this.#versionFloor = manifest.version;
     this.dir = dir;
     this.name = manifest.collection;
     this.dimension = manifest.dimension;
@@ -60,10 +78,15 @@ export class SegmentRegistry implements SegmentCatalog {
   }
 
   /** The registry as the newest valid manifest on disk has it (segments not yet attached). */
-  static async load(dir: string): Promise<SegmentRegistry> {
+  static async load(dir: string, remote?: ManifestRemote): Promise<SegmentRegistry> {
     const manifest = await loadLatestManifest(SegmentRegistry.manifestDir(dir));
     if (!manifest) throw new StratavecError('ERR_MANIFEST_CORRUPT', `collection at ${path.basename(dir)} has no manifest`);
-    return new SegmentRegistry(dir, manifest);
+    return new SegmentRegistry(dir, manifest, remote);
+  }
+
+  /** The bucket holds versions up to `version` (open found it ahead): commit above it. */
+  raiseVersionFloor(version: number): void {
+    this.#versionFloor = Math.max(this.#versionFloor, version);
   }
 
   get manifest(): Readonly<CollectionManifest> {
@@ -114,19 +137,20 @@ export class SegmentRegistry implements SegmentCatalog {
    */
   commit(change: ManifestChange): Promise<void> {
     const run = async () => {
+      this.#remote?.fence.check();
       change.prepare?.();
       const segs = [...this.#sealed.values()].filter((s) => !change.removed?.has(s.id));
       if (change.added) segs.push(...change.added);
-      const next: CollectionManifest = {
+      const base: CollectionManifest = {
         ...this.#manifest,
-        version: this.#manifest.version + 1,
+        version: Math.max(this.#manifest.version, this.#versionFloor) + 1,
         nextSegmentSeq: this.#nextSeq,
         walSeq: change.walSeq ?? this.#manifest.walSeq,
         ...(change.clustering ? { clustering: change.clustering } : {}),
         ...(change.indexes ? { indexes: change.indexes } : {}),
         segments: segs.map((s) => ({ ...(change.replace?.id === s.id ? change.replace : s.meta), deleted: s.deletedRows() })),
       };
-      await writeManifest(SegmentRegistry.manifestDir(this.dir), next);
+      const next = await this.#writeVersion(base);
       this.#manifest = next;
       if (change.replace) {
         const seg = this.#sealed.get(change.replace.id);
@@ -139,6 +163,48 @@ export class SegmentRegistry implements SegmentCatalog {
     const p = this.#commitChain.then(run, run);
     this.#commitChain = p.catch(() => undefined);
     return p;
+  }
+
+  /**
+   * Makes `m` durable: the local file, then (for a writer on a shared bucket) the create-only
+   * remote version, which is where fencing happens. A version the bucket refuses is removed
+   * locally again, so that the local newest never runs ahead of what was acknowledged; a taken
+   * number moves the commit to the next one.
+   */
+  async #writeVersion(m: CollectionManifest): Promise<CollectionManifest> {
+    const mdir = SegmentRegistry.manifestDir(this.dir);
+    if (!this.#remote) {
+      await writeManifest(mdir, m);
+      return m;
+    }
+    const { fence } = this.#remote;
+    let next: CollectionManifest = { ...m, writer: fence.epoch };
+    for (let round = 0; ; round++) {
+      await writeManifest(mdir, next);
+      let outcome: 'ok' | 'taken';
+      try {
+        outcome = await fence.publish(this.#remote.key(next.version), encodeManifest(next));
+      } catch (err) {
+        await this.#unwrite(next.version);
+        throw err;
+      }
+      if (outcome === 'ok') {
+        this.#versionFloor = next.version;
+        return next;
+      }
+      await this.#unwrite(next.version);
+      if (round + 1 >= TAKEN_ROUNDS) {
+        throw new StratavecError('ERR_IO', `collection ${this.name}: manifest versions up to ${next.version} were all taken in the bucket`);
+      }
+      next = { ...next, version: next.version + 1 };
+    }
+  }
+
+  async #unwrite(version: number): Promise<void> {
+    const mdir = SegmentRegistry.manifestDir(this.dir);
+    // If this fails the version stays on disk unacknowledged; open reconciles it with the bucket.
+    await fsp.rm(path.join(mdir, manifestFileName(version)), { force: true }).catch(() => undefined);
+    await fsyncDir(mdir).catch(() => undefined);
   }
 
   /**

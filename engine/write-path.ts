@@ -62,6 +62,7 @@ export class WritePath {
   #rotating: Promise<void> | undefined;
   #sealing: Promise<void> | undefined;
   #sealError: StratavecError | undefined;
+  #ageTimer: NodeJS.Timeout | undefined;
   readonly sealStats: SealStats = { seals: 0, sealedRecords: 0, lastBuildMs: 0, lastWriteMs: 0, lastSealMs: 0 };
 
   constructor(ctx: EngineContext, registry: SegmentRegistry, copies: SegmentCopies) {
@@ -101,6 +102,7 @@ export class WritePath {
     this.#planned = this.#growing.count;
     this.#wal = await WalWriter.open(walPath(this.#reg.dir, walSeq));
     if (this.#growing.count >= this.#ctx.options.segmentMaxRecords) this.#startRotation();
+    else if (this.#growing.count > 0) this.#armAgeSeal();
   }
 
   async upsert(records: WalUpsertRecord[]): Promise<void> {
@@ -116,10 +118,37 @@ export class WritePath {
   async #append(frame: Buffer, op: WalOp, rows: number): Promise<void> {
     while (this.#rotating) await this.#rotating;
     this.#reg.checkOpen();
+    // A superseded writer could never commit these rows: refuse rather than acknowledge them.
+    this.#ctx.fence?.check();
     this.#planned += rows;
     const durable = this.#wal!.append(frame, () => this.apply(op));
     if (this.#planned >= this.#ctx.options.segmentMaxRecords) this.#startRotation();
+    else this.#armAgeSeal();
     await durable;
+  }
+
+  /**
+   * maxUnsealedMs: the first write into an empty growing segment starts a timer that seals it
+   * once it is that old (by the injectable clock), so the bucket trails acknowledged writes by
+   * about that much. A failed seal is reported by flush() and stats, like any other.
+   */
+  #armAgeSeal(): void {
+    const max = this.#ctx.options.maxUnsealedMs;
+    if (max === 0 || this.#ageTimer || this.#reg.closed) return;
+    const since = this.#ctx.options.clock.now();
+    const check = () => {
+      this.#ageTimer = undefined;
+      if (this.#reg.closed || this.#growing.count === 0) return;
+      const age = this.#ctx.options.clock.now() - since;
+      if (age < max) {
+        this.#ageTimer = setTimeout(check, max - age);
+        this.#ageTimer.unref();
+        return;
+      }
+      this.#startRotation();
+    };
+    this.#ageTimer = setTimeout(check, max);
+    this.#ageTimer.unref();
   }
 
   #startRotation(): void {
@@ -300,6 +329,8 @@ export class WritePath {
 
   /** Lets the rotation and seals in flight finish (their errors are theirs to report). */
   async settle(): Promise<void> {
+    clearTimeout(this.#ageTimer);
+    this.#ageTimer = undefined;
     while (this.#rotating) await this.#rotating.catch(() => undefined);
     if (this.#sealing) await this.#sealing.catch(() => undefined);
   }

@@ -36,6 +36,12 @@ export const ErrorCodes = {
   ERR_WAL_CORRUPT: 'ERR_WAL_CORRUPT',
   /** An object store has no object under the key asked for. */
   ERR_OBJECT_NOT_FOUND: 'ERR_OBJECT_NOT_FOUND',
+  /** A conditional create (`put` with `ifNoneMatch: '*'`) found another object already under the key. */
+  ERR_OBJECT_EXISTS: 'ERR_OBJECT_EXISTS',
+  /** Another writer holds the object-store prefix (its heartbeat is fresh); open with `takeover: true` to fence it. */
+  ERR_WRITER_ACTIVE: 'ERR_WRITER_ACTIVE',
+  /** A newer writer claimed the prefix (or won the race for a manifest version): this one may not commit again. */
+  ERR_WRITER_FENCED: 'ERR_WRITER_FENCED',
   /** A tier (object store, local disk) cannot be reached or refused the operation. */
   ERR_TIER_UNAVAILABLE: 'ERR_TIER_UNAVAILABLE',
   /** The local disk is full (ENOSPC/EDQUOT); the write was rolled back. */

@@ -106,6 +106,9 @@ export interface CollectionManifest {
   segments: ManifestSegment[];
   /** Declared payload indexes (path -> type); absent means none (manifests before indexes). */
   indexes?: PayloadIndexes;
+  /** The writer epoch that committed this version (README "Scale past one machine"); absent in
+   *  versions written before writers were fenced, which counts as epoch 0. */
+  writer?: number;
   /** The current clustering (absent until the first clustering compaction). */
   clustering?: ManifestClustering;
 }
@@ -177,6 +180,7 @@ function validateManifest(v: unknown, file: string): asserts v is CollectionMani
   if (!isInt(m.nextSegmentSeq, 1) || !isInt(m.walSeq, 1)) throw bad('sequence numbers');
   if (!Array.isArray(m.segments)) throw bad('segments');
   if (m.indexes !== undefined && indexDeclarationProblem(m.indexes) !== undefined) throw bad('indexes');
+  if (m.writer !== undefined && !isInt(m.writer, 1)) throw bad('writer');
   const cl = m.clustering;
   if (cl !== undefined) {
     if (!cl || !isInt(cl.epoch, 1) || !isInt(cl.k, 1) || !isInt(cl.createdAt) || typeof cl.centroids !== 'string') throw bad('clustering');

@@ -208,6 +208,9 @@ export class GarbageCollector {
   }
 
   async #remove(item: GarbageItem): Promise<void> {
+    // A superseded writer's references are stale: what looks unreferenced to it may be the newer
+    // writer's. So every remote delete first asks the bucket whether we are still the writer.
+    if (item.kind !== 'file') await this.#ctx.fence?.assertCurrent();
     if (item.kind === 'file') {
       await fsp.rm(item.location, { recursive: true, force: true });
     } else if (item.kind === 'object') {

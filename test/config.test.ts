@@ -8,6 +8,7 @@ import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Database, type DatabaseOptions } from '../engine/index.js';
+import { startS3rver, S3RVER_CREDENTIALS } from '../harness/s3rver.js';
 import { hasCode, isTypeError, track, withTmpDir } from './helpers/tmp.js';
 
 const QUIET: DatabaseOptions = { workers: 0, tiering: { intervalMs: 0 }, maintenance: { gcIntervalMs: 0, scrubIntervalMs: 0, compactIntervalMs: 0 } };
@@ -89,15 +90,22 @@ test('a different object store is ERR_OBJECT_STORE_MISMATCH unless relocated; cr
     assert.equal(db.options.objectStore, pathToFileURL(path.join(moved, 'objects')).href);
     await db.close();
 
-    // S3 settings: recorded without credentials (nothing is connected until a segment moves).
-    const s3 = path.join(dir, 's3');
-    const settings = { url: 's3://bucket/prefix', endpoint: 'http://127.0.0.1:9', region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: 'AKIDSECRETID', secretAccessKey: 'VERYSECRETKEY' } };
-    db = track(await Database.open(s3, { ...QUIET, objectStore: settings }));
-    await db.close();
-    const text = await fsp.readFile(path.join(s3, 'config.json'), 'utf8');
-    assert.doesNotMatch(text, /AKIDSECRETID|VERYSECRETKEY|credentials/);
-    assert.deepEqual(JSON.parse(text).objectStore, { url: 's3://bucket/prefix', endpoint: 'http://127.0.0.1:9', region: 'us-east-1', forcePathStyle: true });
-    await assert.rejects(Database.open(s3, { ...QUIET, objectStore: { url: 's3://bucket/other' } }), hasCode('ERR_OBJECT_STORE_MISMATCH'));
+    // S3 settings: recorded without credentials. A real server: an open claims the prefix
+    // (one writer per bucket prefix), so the store must answer.
+    const server = await startS3rver();
+    try {
+      const s3 = path.join(dir, 's3');
+      const url = `s3://${server.bucket}/prefix`;
+      const settings = { url, endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { ...S3RVER_CREDENTIALS } };
+      db = track(await Database.open(s3, { ...QUIET, objectStore: settings }));
+      await db.close();
+      const text = await fsp.readFile(path.join(s3, 'config.json'), 'utf8');
+      assert.doesNotMatch(text, new RegExp(`${S3RVER_CREDENTIALS.accessKeyId}|${S3RVER_CREDENTIALS.secretAccessKey}|credentials`));
+      assert.deepEqual(JSON.parse(text).objectStore, { url, endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true });
+      await assert.rejects(Database.open(s3, { ...QUIET, objectStore: { url: `s3://${server.bucket}/other` } }), hasCode('ERR_OBJECT_STORE_MISMATCH'));
+    } finally {
+      await server.destroy();
+    }
   });
 });
 

@@ -175,20 +175,27 @@ async function plantOrphans(dir: string, db: Database, store: ObjectStore): Prom
     expected.set(`remote:docs/segments/docs.${seq}`, 'replaced-segment');
   }
 
-  // A dropped collection whose remote objects stayed behind: dropped while the store was away.
+  // A dropped collection whose segment copies stayed behind. A drop needs the bucket (its remote
+  // manifests must go first, or the next open adopts it again): with the store away it is
+  // refused and changes nothing; once back, the drop deletes the manifests and, best effort, the
+  // copies. A copy it could not delete (the store failed after the manifests went) is planted.
   const gone = await db.createCollection('gone', { dimension: DIM });
-  await fill(gone, 0, 2, 20);
+  const goneRecs = await fill(gone, 0, 2, 20);
   await db.flushUploads();
   const objects = path.join(dir, 'objects');
+  const goneBefore = (await store.list('gone/')).map((o) => o.key);
   await fsp.rename(objects, `${objects}-away`);
   try {
-    await db.dropCollection('gone');
+    await assert.rejects(db.dropCollection('gone'), (err: unknown) => err instanceof StratavecError && err.code === 'ERR_TIER_UNAVAILABLE');
   } finally {
     await fsp.rename(`${objects}-away`, objects);
   }
-  const goneKeys = (await store.list('gone/')).map((o) => o.key);
-  assert.ok(goneKeys.includes('gone/segments/gone.1') && goneKeys.some((k) => k.startsWith('gone/manifest/')), `left by the drop: ${goneKeys.join(' ')}`);
-  for (const k of goneKeys) expected.set(`remote:${k}`, 'dropped-collection');
+  await checkRecords(db.collection('gone'), goneRecs, 'after the refused drop');
+  assert.deepEqual((await store.list('gone/')).map((o) => o.key), goneBefore, 'the refused drop changed the bucket');
+  await db.dropCollection('gone');
+  assert.deepEqual((await store.list('gone/')).map((o) => o.key), [], 'the drop left objects behind');
+  await store.put('gone/segments/gone.1', randomBytes(400));
+  expected.set('remote:gone/segments/gone.1', 'dropped-collection');
   // ... and objects under the prefix of a collection that never existed here.
   await store.put('ghost/segments/ghost.1', randomBytes(300));
   await store.put('ghost/manifest/000000000001.manifest', randomBytes(100));
@@ -914,21 +921,27 @@ describe('background GC', () => {
       const col = await db.createCollection('docs', { dimension: DIM });
       const recs = await fill(col, 0, 1, 30);
       await db.flushUploads();
+      // Every commit publishes a manifest version; all but the newest two are old and go as well.
+      const store = await fsStore(dir);
+      const oldManifests = (await store.list('docs/manifest/')).sort((a, b) => (a.key < b.key ? -1 : 1)).slice(0, -2);
+      await store.close();
+      const oldBytes = oldManifests.reduce((n, o) => n + o.size, 0);
       const orphan = path.join(dir, 'objects', 'docs', 'segments', 'docs.999');
       const temp = path.join(segDir(dir, 'docs'), '.tmp-00000009.seg-0a0b0c0d0e0f');
       await plantFile(orphan, 500);
       await plantFile(temp, 300, 3);
+      const want = 2 + oldManifests.length;
       // The clock runs fast: a grace period every 20 ms of wall time.
       const ticker = setInterval(() => {
         clock.t += G;
       }, 20);
       try {
         // The files go inside a pass; the stats count them when the pass returns.
-        await waitFor(() => !existsSync(orphan) && !existsSync(temp) && db.stats().maintenance.gc.deleted >= 2, 'the background GC to delete the orphans', 30_000);
+        await waitFor(() => !existsSync(orphan) && !existsSync(temp) && db.stats().maintenance.gc.deleted >= want, 'the background GC to delete the orphans', 30_000);
         const gc = db.stats().maintenance.gc;
         assert.ok(gc.runs >= 2, `${gc.runs} runs`);
-        assert.equal(gc.deleted, 2);
-        assert.equal(gc.bytesFreed, 800);
+        assert.equal(gc.deleted, want, `the two orphans and ${oldManifests.length} old manifests`);
+        assert.equal(gc.bytesFreed, 800 + oldBytes);
         assert.equal(gc.lastError, undefined);
         await checkRecords(col, recs, 'after background GC');
         // How long the open loop takes for three more passes on this machine, now: the closed loop
@@ -1000,25 +1013,32 @@ describe('GC regressions', () => {
   });
 
   test('a re-created collection keeps its own remote manifests; those of the dropped one go', async () => {
-    // Dropped while the store was unreachable, so its remote objects stayed; a collection of the
-    // same name is created before GC collected them. GC sorts all remote manifests under the name
-    // together: the dropped collection's higher versions count as the newest two and are kept,
-    // and the live collection's current remote manifests are deleted as 'old-manifest'.
+    // The bug: dropped while the store was unreachable, its remote objects stayed; a collection
+    // of the same name was created before GC collected them, and GC, sorting all remote manifests
+    // under the name together, kept the dropped one's higher versions as the newest two and
+    // deleted the live collection's current ones as 'old-manifest'. Since writers are fenced, a
+    // drop needs the bucket and deletes the remote manifests first, so this checks that contract
+    // and that GC keeps the re-created collection's newest manifests.
     await withTmpDir('gc-recreate', async (dir) => {
       const clock = fakeClock();
       const db = await openDb(dir, clock);
       const store = await fsStore(dir);
       try {
         let col = await db.createCollection('docs', { dimension: DIM });
-        await fill(col, 0, 6, 20);
+        const first = await fill(col, 0, 6, 20);
         await db.flushUploads();
         const objects = path.join(dir, 'objects');
         await fsp.rename(objects, `${objects}-away`);
         try {
-          await db.dropCollection('docs');
+          // A drop needs the bucket (the dropped collection's remote manifests must go, or the
+          // next open adopts it again): refused while the store is away, and nothing changes.
+          await assert.rejects(db.dropCollection('docs'), (err: unknown) => err instanceof StratavecError && err.code === 'ERR_TIER_UNAVAILABLE');
         } finally {
           await fsp.rename(`${objects}-away`, objects);
         }
+        await checkRecords(db.collection('docs'), first, 'after the refused drop');
+        await db.dropCollection('docs');
+        assert.deepEqual((await store.list('docs/manifest/')).map((o) => o.key), [], 'the drop left remote manifests');
         col = await db.createCollection('docs', { dimension: DIM });
         const recs = await fill(col, 1000, 2, 20);
         await db.flushUploads();
@@ -1093,9 +1113,18 @@ describe('GC with the object store down', () => {
       await plantFile(orphanKey, 100);
       const localOrphan = path.join(dir, 'collections', 'docs', 'segments', '00000999.seg');
       await plantFile(localOrphan, 100);
+      // Every commit published a manifest version: all but the newest two are old-manifest garbage.
+      const oldManifests = (await fsStore(dir).then(async (s) => {
+        try {
+          return (await s.list('docs/manifest/')).map((o) => `remote:${o.key}`).sort().slice(0, -2);
+        } finally {
+          await s.close();
+        }
+      }));
       const first = await db.gc();
       assert.equal(first.remoteError, undefined);
-      assert.deepEqual(first.entries.map((e) => e.action).sort(), ['marked', 'marked']);
+      assert.deepEqual(first.entries.map((e) => [e.location, e.action]).sort(),
+        [[localOrphan, 'marked'], ['remote:docs/segments/docs.999', 'marked'], ...oldManifests.map((m) => [m, 'marked'])].sort());
       await fsp.rename(objects.pathname, `${objects.pathname}-away`); // the store's root is gone
       clock.t += 2 * G;
       const down = await db.gc();
@@ -1104,7 +1133,8 @@ describe('GC with the object store down', () => {
       assert.equal(existsSync(localOrphan), false);
       await fsp.rename(`${objects.pathname}-away`, objects.pathname);
       const back = await db.gc();
-      assert.deepEqual(back.entries.map((e) => [e.location, e.action]), [['remote:docs/segments/docs.999', 'deleted']], 'its mark survived the outage');
+      assert.deepEqual(back.entries.map((e) => [e.location, e.action]).sort(),
+        [['remote:docs/segments/docs.999', 'deleted'], ...oldManifests.map((m) => [m, 'deleted'])].sort(), 'the remote marks survived the outage');
       await db.close();
     });
   });

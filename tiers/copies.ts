@@ -7,7 +7,6 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { StratavecError } from '../format/errors.js';
-import { encodeManifest } from '../format/manifest.js';
 import { mapReadOnly } from '../format/mapped-file.js';
 import {
   SectionKind, StringTable, encodeSegment, writeSegmentFile, SegmentReader, HEADER_SIZE, TRAILER_SIZE, Codec,
@@ -136,17 +135,7 @@ export class SegmentCopies {
       tierStats.bytesTransferred += up.bytes;
     });
     tierStats.uploads++;
-    await this.#uploadManifest();
-  }
-
-  /** Best effort: the remote manifest is for other readers; the local one is the authority here. */
-  async #uploadManifest(): Promise<void> {
-    const m = this.#cat.manifest;
-    try {
-      await this.#ctx.cold.store.put(this.#ctx.cold.manifestKey(this.#cat.name, m.version), encodeManifest(m));
-    } catch (err) {
-      this.#ctx.tierStats.lastRemoteError = `manifest v${m.version}: ${(err as Error).message}`;
-    }
+    // The commit above published the manifest version that records this copy (SegmentRegistry).
   }
 
   // ---- stubs --------------------------------------------------------------------------------

@@ -15,11 +15,11 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { StratavecError, ioError } from '../format/errors.js';
-import { TEMP_PREFIX, exists, fsyncDir } from '../format/fsutil.js';
+import { TEMP_PREFIX, exists, fsyncDir, tempPathFor } from '../format/fsutil.js';
 import {
   type ByteRange, type FilledObjectStoreOptions, type IncompleteUpload, type ObjectInfo, type ObjectStore,
   type SourceFile, effectivePartSize, fillObjectStoreOptions, isInternalName, partSizeOption, quoteKey, validateKey,
-  validatePrefix, validateRange, writeChunksAtomic, writeFully, type GetToFileOptions,
+  validatePrefix, validateRange, writeChunksAtomic, writeFully, type GetToFileOptions, type PutOptions, putOptions, objectExists,
 } from './object-store.js';
 
 const UPLOADS_DIR = '.uploads';
@@ -73,10 +73,12 @@ export class FsObjectStore implements ObjectStore {
     return new FsObjectStore(resolved, opts);
   }
 
-  async put(key: string, body: Uint8Array): Promise<void> {
+  async put(key: string, body: Uint8Array, opts?: PutOptions): Promise<void> {
     const file = this.#pathFor(key);
     if (!(body instanceof Uint8Array)) throw new TypeError('body must be a Uint8Array');
+    const { ifNoneMatch } = putOptions(opts);
     this.#checkOpen();
+    if (ifNoneMatch) return this.#writeWithParents(key, () => this.#create(key, file, body));
     // Not format/fsutil's writeFileAtomic: its single writev can come up short on a filling disk.
     await this.#writeWithParents(key, () => writeChunksAtomic(file, [body]));
   }
@@ -264,6 +266,41 @@ export class FsObjectStore implements ObjectStore {
   }
 
   // --- internals: inputs below here are validated ---
+
+  /**
+   * A conditional create: the bytes go to a temp file (fsynced), which is then hard-linked to the
+   * object's name. link(2) fails with EEXIST when the name exists, atomically, so of two creates
+   * exactly one wins, and a reader never sees a partial object.
+   */
+  async #create(key: string, file: string, body: Uint8Array): Promise<void> {
+    const tmp = tempPathFor(file);
+    let fh: fsp.FileHandle | undefined;
+    try {
+      fh = await fsp.open(tmp, 'wx', 0o644);
+      await writeFully(fh, body);
+      await fh.sync();
+      await fh.close();
+      fh = undefined;
+      try {
+        await fsp.link(tmp, file);
+      } catch (err) {
+        if (sysCode(err) !== 'EEXIST') throw err;
+        let existing: Buffer | undefined;
+        try {
+          existing = await fsp.readFile(file);
+        } catch (readErr) {
+          if (!MISSING.has(sysCode(readErr) ?? '')) throw readErr;
+        }
+        // The same bytes: this create already happened (S3 semantics: settled by reading back).
+        if (existing !== undefined && Buffer.from(body.buffer, body.byteOffset, body.byteLength).equals(existing)) return;
+        throw objectExists(key, this.description);
+      }
+      await fsyncDir(path.dirname(file));
+    } finally {
+      if (fh) await fh.close().catch(() => undefined); // already failing; the original error wins
+      await fsp.rm(tmp, { force: true }).catch(() => undefined); // the link (if any) keeps the data
+    }
+  }
 
   #checkOpen(): void {
     if (this.#closed) throw new StratavecError('ERR_TIER_UNAVAILABLE', `object store ${this.description} is closed`);

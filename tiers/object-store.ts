@@ -39,8 +39,15 @@ export interface IncompleteUpload {
 export interface ObjectStore {
   /** Where it points, safe to print: never contains credentials. */
   readonly description: string;
-  /** Stores the whole object, replacing any previous one; readers see the old or the new bytes. */
-  put(key: string, body: Uint8Array): Promise<void>;
+  /**
+   * Stores the whole object in one request (never multipart), replacing any previous one; readers
+   * see the old or the new bytes. With `ifNoneMatch: '*'` it is a create: atomic against every
+   * other conditional create of the key (exactly one wins), ERR_OBJECT_EXISTS when an object with
+   * other bytes is already there. An outcome the store left unknown (a lost response, a retried
+   * request, a 409/500 from the server) is settled by reading the key back: the same bytes mean
+   * this put created it. So the bytes of competing creates must differ (writers put their epoch in).
+   */
+  put(key: string, body: Uint8Array, opts?: PutOptions): Promise<void>;
   /**
    * Uploads a local file. Above `multipartThreshold` bytes it goes in parts; on any failure the
    * upload is aborted so nothing half-written is visible under `key`. If the abort itself fails
@@ -65,6 +72,23 @@ export interface ObjectStore {
   abortUpload(key: string, uploadId: string): Promise<void>;
   /** Idempotent. Later calls fail with ERR_TIER_UNAVAILABLE. */
   close(): Promise<void>;
+}
+
+export interface PutOptions {
+  /** '*': create only if no object exists under the key (S3 `If-None-Match: *`). */
+  ifNoneMatch?: '*';
+}
+
+/** The one check of put's options (TypeError for a wrong shape, as for every caller type mistake). */
+export function putOptions(opts: PutOptions | undefined): { ifNoneMatch: boolean } {
+  if (opts === undefined) return { ifNoneMatch: false };
+  if (typeof opts !== 'object' || opts === null) throw new TypeError('put options must be an object');
+  if (opts.ifNoneMatch !== undefined && opts.ifNoneMatch !== '*') throw new TypeError("put option ifNoneMatch must be '*'");
+  return { ifNoneMatch: opts.ifNoneMatch === '*' };
+}
+
+export function objectExists(key: string, where: string): StratavecError {
+  return new StratavecError('ERR_OBJECT_EXISTS', `an object with other bytes already exists under ${quoteKey(key)} in ${where}`);
 }
 
 export interface ByteRange {

@@ -24,7 +24,7 @@ import { StratavecError } from '../format/errors.js';
 import {
   type ByteRange, type FilledObjectStoreOptions, type IncompleteUpload, type ObjectInfo, type ObjectStore,
   type S3Settings, type SourceFile, S3_MIN_PART_SIZE, effectivePartSize, fillObjectStoreOptions, partSizeOption, quoteKey,
-  validateKey, validatePrefix, validateRange, writeChunksAtomic, type GetToFileOptions,
+  validateKey, validatePrefix, validateRange, writeChunksAtomic, type GetToFileOptions, type PutOptions, putOptions, objectExists,
 } from './object-store.js';
 
 const BUCKET_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$/;
@@ -218,9 +218,10 @@ export class S3ObjectStore implements ObjectStore {
     return new S3ObjectStore(settings, opts);
   }
 
-  async put(key: string, body: Uint8Array): Promise<void> {
+  async put(key: string, body: Uint8Array, opts?: PutOptions): Promise<void> {
     const k = this.#full(key);
     if (!(body instanceof Uint8Array)) throw new TypeError('body must be a Uint8Array');
+    if (putOptions(opts).ifNoneMatch) return this.#create(key, k, body);
     await this.#call(`writing ${quoteKey(key)}`, () =>
       this.#client.send(new PutObjectCommand({ Bucket: this.bucket, Key: k, Body: body, ContentLength: body.byteLength })));
   }
@@ -414,6 +415,42 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   // --- internals ---
+
+  /**
+   * `If-None-Match: *` PutObject, with every unclear outcome settled by reading the key back. A
+   * losing create may come back 412 (AWS), 409 ConditionalRequestConflict (AWS, RGW while another
+   * create is in flight) or 500 (RGW, retried by #call); a winning one whose response was lost is
+   * retried and then gets 412 against itself. So after any failure: the key holds our bytes -> we
+   * created it; other bytes -> ERR_OBJECT_EXISTS; nothing and a conflict status -> a competing
+   * create did not land, try again; nothing and the store unreachable -> its error.
+   */
+  async #create(key: string, k: string, body: Uint8Array): Promise<void> {
+    const mine = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    let last: unknown;
+    for (let round = 0; round < 4; round++) {
+      try {
+        await this.#call(`creating ${quoteKey(key)}`, () => this.#client.send(new PutObjectCommand({
+          Bucket: this.bucket, Key: k, Body: body, ContentLength: body.byteLength, IfNoneMatch: '*',
+        })));
+        return;
+      } catch (err) {
+        last = err;
+      }
+      let existing: Buffer | undefined;
+      try {
+        existing = await this.get(key);
+      } catch (err) {
+        if (!(err instanceof StratavecError) || err.code !== 'ERR_OBJECT_NOT_FOUND') throw err;
+      }
+      if (existing !== undefined) {
+        if (existing.equals(mine)) return;
+        throw objectExists(key, this.description);
+      }
+      const status = ((last as StratavecError).cause as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
+      if (status !== 409 && status !== 412) throw last;
+    }
+    throw new StratavecError('ERR_TIER_UNAVAILABLE', `creating ${quoteKey(key)} in ${this.description}: the server kept refusing a create of a key that stays absent`, { cause: last });
+  }
 
   #checkOpen(): void {
     if (this.#closed) throw new StratavecError('ERR_TIER_UNAVAILABLE', `object store ${this.description} is closed`);

@@ -15,6 +15,7 @@ import type { AccessTracker } from './access-stats.js';
 import type { TierStats } from './tier-stats.js';
 import type { LeaseSet } from './leases.js';
 import type { SealedSegment } from './sealed-segment.js';
+import type { WriterFence } from './writer-fence.js';
 
 /** One manifest version's change against the current one; see SegmentRegistry.commit. */
 export interface ManifestChange {
@@ -72,4 +73,6 @@ export interface TierContext {
   options: { readonly uploadOnSeal: boolean; readonly clock: Clock };
   /** Tells the tiering loop that local usage grew (a seal, a rehydration). */
   nudgeTiering: () => void;
+  /** This writer's claim on the bucket prefix; every manifest version passes it. */
+  fence: WriterFence | undefined;
 }
