@@ -10,15 +10,15 @@ import type { Metric } from '../format/segment.js';
 import { SegmentCopies } from '../tiers/copies.js';
 import { CopyVerifier, type SegmentCheck } from '../tiers/verify.js';
 import { Migrator, type MoveResult } from '../tiers/migrator.js';
-import type { SealedSegment } from '../tiers/sealed-segment.js';
+import { SealedSegment } from '../tiers/sealed-segment.js';
 import { Compactor, type CompactionResult } from '../gc/compactor.js';
 import { ClusterCompactor, unclusteredRows, type ClusterOptions, type ClusterCompactionResult } from '../gc/clustering.js';
-import { currentRegion } from '../format/manifest.js';
+import { currentRegion, type CollectionManifest } from '../format/manifest.js';
 import { ReferenceSet, type CollectionReferences } from '../gc/references.js';
 import type { CompactionCandidate } from '../gc/compaction.js';
 import type { EngineContext } from './context.js';
 import type { PayloadIndexes } from '../format/payload-schema.js';
-import { SegmentRegistry, type ManifestCheck } from './segment-registry.js';
+import { SegmentRegistry, followedManifest, type ManifestCheck } from './segment-registry.js';
 import { WritePath } from './write-path.js';
 import { ReadPath, type ExplainResult, type SearchHit, type SearchRequest, type StoredRecord } from './read-path.js';
 import { recoverCollection } from './recovery.js';
@@ -127,6 +127,29 @@ export class CollectionCore {
   /** Why a segment could not be attached because the object store did not answer, if one could not. */
   unreachableCause(): Error | undefined {
     return this.#reg.list().find((s) => s.error?.code === 'ERR_TIER_UNAVAILABLE')?.error;
+  }
+
+  /**
+   * A read replica follows the writer's version `remote`: segments new in it are attached cold
+   * (their id stubs fetched from the bucket) before anything switches; if one cannot be, the
+   * replica stays on its current version and the error is the caller's. Segments no longer
+   * listed leave the hot tier and their local files go (the writer's compaction or GC replaced them).
+   */
+  async follow(remote: CollectionManifest): Promise<void> {
+    const have = new Set(this.#reg.list().map((s) => s.id));
+    const added = followedManifest(undefined, remote).segments.filter((m) => !have.has(m.id)).map((m) => new SealedSegment(m));
+    for (const seg of added) {
+      await this.#verifier.attach(seg);
+      if (seg.error) throw seg.error;
+    }
+    const left = await this.#reg.follow(remote, added, (seg) => seg.view?.ids ?? seg.coldIds);
+    for (const seg of left) {
+      this.#ctx.hot.delete(seg.id);
+      this.#ctx.access.forget(seg.id);
+      // Unlinking a mapped file is safe: a search still reading it keeps its pages.
+      await this.#ctx.warm.remove(this.#copies.localPath(seg));
+      await this.#ctx.warm.remove(this.#copies.stubPath(seg));
+    }
   }
 
   /** Commits the current state as a new version (to publish it to the bucket). */

@@ -12,24 +12,15 @@ import { MANIFEST_FORMAT, type CollectionManifest } from '../format/manifest.js'
 import { validateCollectionName } from '../format/names.js';
 import { DEFAULT_HNSW_PARAMS, type HnswParams } from '../index/hnsw.js';
 import { METRICS, isMetric, type Metric } from '../format/segment.js';
-import { WorkerPool } from '../workers/pool.js';
-import { HotTier } from '../tiers/hot.js';
-import { WarmTier } from '../tiers/warm.js';
-import { ColdTier } from '../tiers/cold.js';
 import type { ObjectStore } from '../tiers/object-store.js';
 import { openObjectStore } from '../tiers/open-object-store.js';
-import { AccessTracker } from '../tiers/access-stats.js';
-import { TierStats } from '../tiers/tier-stats.js';
 import { CollectionCore } from './collection-core.js';
-import type { EngineContext } from './context.js';
+import { createEngineContext, type EngineContext } from './context.js';
 import { checkTier, type Tier } from '../format/manifest.js';
-import { hotValue, type MoveResult } from '../tiers/migrator.js';
+import type { MoveResult } from '../tiers/migrator.js';
 import { Tiering } from './tiering.js';
-import { LeaseSet } from '../tiers/leases.js';
 import { Maintenance, type VerifyOptions, type VerifyReport, type GcOptions, type GcReport, type CompactOptions, type CompactReport } from './maintenance.js';
 import { Collection } from './collection.js';
-import { SearchStats } from './search-stats.js';
-import { readFileSync } from 'node:fs';
 import { DirectoryLock } from './lock.js';
 import { fillOptions, fillIndexes, type DatabaseOptions, type FilledOptions } from './options.js';
 import type { PayloadIndexes } from '../format/payload-schema.js';
@@ -38,6 +29,8 @@ import { WriterFence } from '../tiers/writer-fence.js';
 import { SegmentRegistry } from './segment-registry.js';
 import { adoptCollection, readRemoteManifest, reconcile, remoteManifestVersions } from './bucket.js';
 import { StatsPublisher } from './stats-file.js';
+import { residentMemory } from './resident-memory.js';
+import { Replica, type ReplicaOptions } from './replica.js';
 import { CONFIG_FILE, configOf, isDatabase, mergeRecorded, readConfig, sameConfig, writeConfig, type RecordedConfig } from './config.js';
 
 export interface CollectionOptions {
@@ -71,27 +64,8 @@ export class Database {
     this.dir = dir;
     this.options = Object.freeze(options);
     this.#lock = lock;
-    const pool = new WorkerPool(options.workers, { taskTimeoutMs: options.taskTimeoutMs, nice: options.workerNice });
-    const tmpDir = path.join(dir, 'tmp');
-    const access = new AccessTracker({ clock: options.clock, halfLifeMs: options.tiering.halfLifeMs });
-    this.#ctx = {
-      pool,
-      hot: new HotTier(options.hotBytes, {
-        ceilingBytes: options.hotBytes * options.tiering.highWatermark,
-        valueOf: (id) => hotValue(access, id),
-      }),
-      warm: new WarmTier(path.join(dir, 'collections')),
-      cold: new ColdTier(store, pool, tmpDir, { minSavings: options.compressionMinSavings }),
-      access,
-      tierStats: new TierStats(),
-      leases: new LeaseSet(),
-      tmpDir,
-      options,
-      nudgeTiering: () => this.tiering.nudge(),
-      fence,
-      searchStats: new SearchStats(),
-    };
-    this.tiering = new Tiering({ collections: () => this.#cores.values(), access, options });
+    this.#ctx = createEngineContext(dir, options, store, fence, () => this.tiering.nudge());
+    this.tiering = new Tiering({ collections: () => this.#cores.values(), access: this.#ctx.access, options });
     this.#maintenance = new Maintenance({ dir, ctx: this.#ctx, cores: () => this.#cores });
     this.#publisher = new StatsPublisher(dir, options.statsIntervalMs, () => this.#snapshot(), () => options.clock.now());
   }
@@ -164,6 +138,13 @@ export class Database {
     }
     db.#publisher.start();
     return db;
+  }
+
+  /** Opens a read replica of a writer's bucket prefix on this machine (engine/replica.ts, README
+   *  "Scale past one machine"): searches and gets from its own caches in `cacheDir`, never writing
+   *  to the bucket, following the writer's manifest versions. */
+  static openReplica(cacheDir: string, options: ReplicaOptions): Promise<Replica> {
+    return Replica.open(cacheDir, options);
   }
 
   get status(): DatabaseStatus {
@@ -477,25 +458,4 @@ export class Database {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
-}
-
-/**
- * What is resident, by kind: hot indexes in native memory, mapped segment files (their pages are
- * the OS page cache's to keep or drop), and the process's anonymous and file-backed RSS from
- * /proc/self/status (Linux; undefined elsewhere). Anonymous RSS is what hotBytes bounds, plus the
- * JS heap and fixed costs; file-backed RSS is mapped pages the kernel may reclaim.
- */
-function residentMemory(hotNativeBytes: number, mappedBytes: number) {
-  let rssAnonBytes: number | undefined;
-  let rssFileBytes: number | undefined;
-  if (process.platform === 'linux') {
-    const status = readFileSync('/proc/self/status', 'utf8');
-    const kb = (key: string) => {
-      const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status);
-      return m ? Number(m[1]) * 1024 : undefined;
-    };
-    rssAnonBytes = kb('RssAnon');
-    rssFileBytes = kb('RssFile');
-  }
-  return { hotNativeBytes, mappedBytes, rssAnonBytes, rssFileBytes, heapUsedBytes: process.memoryUsage().heapUsed };
 }

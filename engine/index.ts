@@ -1,6 +1,7 @@
 // The public surface of stratavec: everything a user imports comes from here.
 
 export { Database, type CollectionOptions, type DatabaseStatus } from './database.js';
+export { Replica, ReplicaCollection, type ReplicaOptions, type ReplicaStats } from './replica.js';
 export { Collection, type UpsertRecord, type SearchOptions, MAX_PAYLOAD_BYTES, MAX_K } from './collection.js';
 export type { SegmentInfo } from './collection-core.js';
 export { SEARCH_CHANNEL, type SearchHit, type StoredRecord, type ExplainResult, type SegmentTrace, type SearchHow } from './read-path.js';

@@ -104,8 +104,12 @@ export class ReadPath {
       for (const seg of sealed) await this.#verifier.readable(seg);
       if ([...sealed].every((seg) => seg.view) || attempt === 3) break;
     }
+    // A segment whose ids could not be read (no readable copy) may hold any id not found
+    // elsewhere: saying "absent" would be a wrong answer.
+    const blind = this.#reg.list().find((s) => !s.indexed);
     return ids.map((id) => {
       const loc = this.#reg.locate(id);
+      if (!loc && blind) this.#verifier.viewOf(blind); // throws ERR_SEGMENT_UNAVAILABLE
       if (!loc) return undefined;
       const { seg, row } = loc;
       if (seg instanceof GrowingSegment) {

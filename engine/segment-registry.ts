@@ -166,6 +166,61 @@ export class SegmentRegistry implements SegmentCatalog {
   }
 
   /**
+   * A read replica's step to the writer's version `remote` (engine/replica.ts): it is written as
+   * the next local version (local copies kept, see followedManifest), then, in one synchronous step,
+   * the segment list becomes `remote`'s: kept segments take their new entry and new tombstones,
+   * `added` (attached beforehand) join, the rest leave; `applied` runs in the same step. Rows that
+   * died and segments that left are taken out of the id map before new segments are indexed, so
+   * no reader sees an id twice or an upserted id missing.
+   */
+  follow(remote: CollectionManifest, added: SealedSegment[], idsOf: (seg: SealedSegment) => StringTable | undefined): Promise<SealedSegment[]> {
+    const run = async () => {
+      const next = followedManifest(this.#manifest, remote);
+      const versioned = { ...next, version: this.#manifest.version + 1, followedVersion: remote.version };
+      await writeManifest(SegmentRegistry.manifestDir(this.dir), versioned);
+      const fresh = new Map(added.map((s) => [s.id, s]));
+      const keep = new Set(next.segments.map((m) => m.id));
+      const left = [...this.#sealed.values()].filter((s) => !keep.has(s.id));
+      const forget = (seg: SealedSegment, row: number, ids: StringTable | undefined) => {
+        const id = ids?.get(row);
+        if (id === undefined || id === null) return;
+        const loc = this.#locations.get(id);
+        if (loc && loc.seg === seg && loc.row === row) this.#locations.delete(id);
+      };
+      for (const seg of left) {
+        const ids = idsOf(seg);
+        for (let r = 0; r < seg.meta.records; r++) if (seg.tomb[r] === 0) forget(seg, r, ids);
+      }
+      const before = new Map(this.#sealed);
+      for (const meta of next.segments) {
+        const seg = before.get(meta.id);
+        if (!seg) continue;
+        const ids = idsOf(seg);
+        for (const r of meta.deleted) {
+          if (seg.tomb[r] === 0) forget(seg, r, ids);
+          seg.kill(r);
+        }
+        seg.meta = meta;
+      }
+      this.#manifest = versioned;
+      this.#nextSeq = next.nextSegmentSeq;
+      this.#sealed.clear();
+      for (const meta of next.segments) {
+        const seg = before.get(meta.id) ?? fresh.get(meta.id);
+        if (seg) this.#sealed.set(meta.id, seg);
+      }
+      for (const seg of added) {
+        const ids = idsOf(seg);
+        if (ids && !seg.error) this.index(seg, ids);
+      }
+      return left;
+    };
+    const p = this.#commitChain.then(run, run);
+    this.#commitChain = p.catch(() => undefined);
+    return p;
+  }
+
+  /**
    * Makes `m` durable: the local file, then (for a writer on a shared bucket) the create-only
    * remote version, which is where fencing happens. A version the bucket refuses is removed
    * locally again, so that the local newest never runs ahead of what was acknowledged; a taken
@@ -273,4 +328,22 @@ export class SegmentRegistry implements SegmentCatalog {
     }
     seg.indexed = true;
   }
+}
+
+/**
+ * What a read replica records locally for the writer's version `remote`: the writer's segment
+ * list, tombstones and clustering, with the replica's own copies: a segment it holds locally stays
+ * warm with its local copy, every other one is cold (its remote copy). Pins are the writer's
+ * business; a replica's tiers are its own cache.
+ */
+export function followedManifest(local: CollectionManifest | undefined, remote: CollectionManifest): CollectionManifest {
+  const mine = new Map((local?.segments ?? []).map((s) => [s.id, s]));
+  return {
+    ...remote,
+    segments: remote.segments.map((s) => {
+      const { local: _writerCopy, pinned: _pin, ...rest } = s;
+      const held = mine.get(s.id);
+      return held?.tier === 'warm' && held.local ? { ...rest, tier: 'warm' as const, local: held.local } : { ...rest, tier: 'cold' as const };
+    }),
+  };
 }

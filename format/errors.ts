@@ -58,6 +58,8 @@ export const ErrorCodes = {
   ERR_OBJECT_STORE_MISMATCH: 'ERR_OBJECT_STORE_MISMATCH',
   /** `<dir>/config.json` is not a readable stratavec configuration. */
   ERR_CONFIG_CORRUPT: 'ERR_CONFIG_CORRUPT',
+  /** A write on a read-only handle (a read replica): nothing was changed. */
+  ERR_READ_ONLY: 'ERR_READ_ONLY',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

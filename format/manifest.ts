@@ -109,6 +109,8 @@ export interface CollectionManifest {
   /** The writer epoch that committed this version (README "Scale past one machine"); absent in
    *  versions written before writers were fenced, which counts as epoch 0. */
   writer?: number;
+  /** In a read replica's cache only: the writer's version this local version mirrors. */
+  followedVersion?: number;
   /** The current clustering (absent until the first clustering compaction). */
   clustering?: ManifestClustering;
 }
@@ -181,6 +183,7 @@ function validateManifest(v: unknown, file: string): asserts v is CollectionMani
   if (!Array.isArray(m.segments)) throw bad('segments');
   if (m.indexes !== undefined && indexDeclarationProblem(m.indexes) !== undefined) throw bad('indexes');
   if (m.writer !== undefined && !isInt(m.writer, 1)) throw bad('writer');
+  if (m.followedVersion !== undefined && !isInt(m.followedVersion, 1)) throw bad('followedVersion');
   const cl = m.clustering;
   if (cl !== undefined) {
     if (!cl || !isInt(cl.epoch, 1) || !isInt(cl.k, 1) || !isInt(cl.createdAt) || typeof cl.centroids !== 'string') throw bad('clustering');

@@ -196,6 +196,7 @@ test('a writer whose heartbeat is stale by the clock is taken over without takeo
     const colA = await a.createCollection('docs', { dimension: DIM });
     await colA.upsert([{ id: 'x', vector: vec(1) }]);
     await colA.flush();
+    await a.flushUploads(); // the segment's copy is in the bucket before b adopts it
     now += 4000; // inside the staleness limit: a is alive
     await assert.rejects(Database.open(path.join(dir, 'b'), opts), hasCode('ERR_WRITER_ACTIVE'));
     now += 2000; // 6 s since a's last heartbeat: gone
