@@ -1,4 +1,4 @@
-// The benchmark CLI: `node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers|mapped|scale|filter|cluster> [--quick]
+// The benchmark CLI: `node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers|mapped|scale|filter|cluster|replica> [--quick]
 // [--runs N] [--json] [--dir PATH] [--sizes A,B,..] [--total N] [--vectors N] [--segment-records N]`. Runs the benches in this process one after
 // another, progress on stderr, a table (or with --json the JSON) on stdout, and one JSON file per
 // bench under bench-results/. It owns argument parsing and output, never measurement.
@@ -16,11 +16,12 @@ import { defaultMappedParams, runMappedHnsw } from './mapped-hnsw.js';
 import { defaultScaleParams, runScale } from './scale.js';
 import { defaultFilterParams, runFilter } from './filter.js';
 import { defaultClusterParams, runCluster } from './cluster.js';
+import { defaultReplicaParams, runReplica } from './replica.js';
 
-const BENCHES = ['search', 'ingest', 'seal', 'tiers', 'workers', 'mapped', 'scale', 'filter', 'cluster'] as const;
+const BENCHES = ['search', 'ingest', 'seal', 'tiers', 'workers', 'mapped', 'scale', 'filter', 'cluster', 'replica'] as const;
 type BenchName = (typeof BENCHES)[number];
 
-const USAGE = `usage: node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers|mapped|scale|filter|cluster> [options]
+const USAGE = `usage: node dist/native-bench/run.js <all|search|ingest|seal|tiers|workers|mapped|scale|filter|cluster|replica> [options]
   --quick          smaller sets and fewer runs (about 3 minutes for all)
   --runs N         timed passes per measurement, median reported (default 5, 2 with --quick)
   --json           print the JSON result to stdout instead of the tables
@@ -31,7 +32,8 @@ const USAGE = `usage: node dist/native-bench/run.js <all|search|ingest|seal|tier
   --total N        seal bench: vectors split into segments (default 200000)
   --vectors N      scale bench: collection size (default 200000, 50000 with --quick; 1000000 for the
                    full issue run); filter bench: rows per collection (default 100000, 20000 quick);
-                   cluster bench: collection size (default 200000, 50000 with --quick)
+                   cluster bench: collection size (default 200000, 50000 with --quick);
+                   replica bench: the writer's rows (default 100000, 20000 with --quick)
   --segment-records N  scale / filter / cluster: segmentMaxRecords (default 20000; quick 10000 / 5000 / 5000)`;
 
 interface Args {
@@ -129,6 +131,7 @@ async function main(): Promise<number> {
       else if (name === 'mapped') report = await runMappedHnsw(args.opts, defaultMappedParams(args.opts.quick, args.sizes));
       else if (name === 'scale') report = await runScale(args.opts, defaultScaleParams(args.opts.quick, args.vectors, args.segmentRecords));
       else if (name === 'cluster') report = await runCluster(args.opts, defaultClusterParams(args.opts.quick, args.vectors, args.segmentRecords));
+      else if (name === 'replica') report = await runReplica(args.opts, defaultReplicaParams(args.opts.quick, args.vectors, args.segmentRecords));
       else if (name === 'filter') report = await runFilter(args.opts, defaultFilterParams(args.opts.quick, args.vectors, args.segmentRecords));
       else {
         const d = defaultSealParams(args.opts.quick);
