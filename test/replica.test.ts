@@ -192,86 +192,88 @@ for (const kind of KINDS) {
   });
 }
 
-test('[s3rver] across the writer\'s compaction and GC, a stale replica catches up on read', async () => {
-  const server = await KINDS[0]!.start();
-  try {
-    await withTmpDir('replica-gc', async (dir) => {
-      const objectStore = s3(server, `rg-${randomBytes(3).toString('hex')}`);
-      const db = track(await Database.open(path.join(dir, 'writer'), { ...QUIET, objectStore, maintenance: { ...QUIET.maintenance, gcGraceMs: 0 } }));
-      const col = await db.createCollection('docs', { dimension: DIM });
-      for (let s = 0; s < 3; s++) {
-        await col.upsert(batch(s * 100, 100));
+for (const kind of KINDS) {
+  test(`[${kind.label}] across the writer's compaction and GC, a stale replica catches up on read`, { skip: kind.skip }, async () => {
+    const server = await kind.start();
+    try {
+      await withTmpDir('replica-gc', async (dir) => {
+        const objectStore = s3(server, `rg-${randomBytes(3).toString('hex')}`);
+        const db = track(await Database.open(path.join(dir, 'writer'), { ...QUIET, objectStore, maintenance: { ...QUIET.maintenance, gcGraceMs: 0 } }));
+        const col = await db.createCollection('docs', { dimension: DIM });
+        for (let s = 0; s < 3; s++) {
+          await col.upsert(batch(s * 100, 100));
+          await col.flush();
+        }
+        await db.flushUploads();
+        const replica = track(await Database.openReplica(path.join(dir, 'replica'), { ...REPLICA, objectStore }));
+        const rc = replica.collection('docs');
+        const before = replica.stats().replica.versions['docs']!;
+
+        // Small segments merge; GC with no grace deletes the sources from the bucket.
+        const report = await db.compact();
+        assert.ok(report.results.length > 0, 'compaction merged the small segments');
+        await db.flushUploads();
+        for (let i = 0; i < 2; i++) await db.gc();
+        assert.ok(replica.stats().replica.versions['docs'] === before, 'the replica did not refresh by itself');
+
+        const expected = await answers(col, PROBE);
+        assert.deepEqual(await answers(rc, PROBE), expected, 'the stale replica answered from a version whose segments are gone');
+        assert.ok(replica.stats().replica.versions['docs']! > before, 'the read brought the replica to the current version');
+        await replica.close();
+        await db.close();
+      });
+    } finally {
+      await server.destroy();
+    }
+  });
+
+  test(`[${kind.label}] the bucket unreachable mid-refresh: cached segments keep serving, staleness shows, the next refresh recovers`, { skip: kind.skip }, async () => {
+    const server = await kind.start();
+    try {
+      await withTmpDir('replica-down', async (dir) => {
+        const objectStore = s3(server, `rd-${randomBytes(3).toString('hex')}`);
+        const db = track(await Database.open(path.join(dir, 'writer'), { ...QUIET, objectStore }));
+        const col = await db.createCollection('docs', { dimension: DIM });
+        await col.upsert(batch(0, PER_SEG));
         await col.flush();
-      }
-      await db.flushUploads();
-      const replica = track(await Database.openReplica(path.join(dir, 'replica'), { ...REPLICA, objectStore }));
-      const rc = replica.collection('docs');
-      const before = replica.stats().replica.versions['docs']!;
+        await db.flushUploads();
+        let now = 1_000_000;
+        const clock = { now: () => now };
+        const replica: Replica = track(await Database.openReplica(path.join(dir, 'replica'), {
+          ...REPLICA, objectStore, clock, objectStoreTuning: { retries: 1, retryBaseMs: 1 },
+        }));
+        const rc = replica.collection('docs');
+        const expected = await answers(col, PROBE);
+        assert.deepEqual(await answers(rc, PROBE), expected); // every segment is now cached locally
+        assert.equal(replica.stats().replica.stalenessMs, 0);
 
-      // Small segments merge; GC with no grace deletes the sources from the bucket.
-      const report = await db.compact();
-      assert.ok(report.results.length > 0, 'compaction merged the small segments');
-      await db.flushUploads();
-      for (let i = 0; i < 2; i++) await db.gc();
-      assert.ok(replica.stats().replica.versions['docs'] === before, 'the replica did not refresh by itself');
+        await server.stop();
+        now += 60_000;
+        await assert.rejects(replica.refresh(), hasCode('ERR_TIER_UNAVAILABLE'));
+        const stats = replica.stats().replica;
+        assert.equal(stats.stalenessMs, 60_000);
+        assert.equal(stats.refreshFailures, 1);
+        assert.ok(stats.lastError, 'the refresh error is in stats');
+        assert.deepEqual(await answers(rc, PROBE), expected, 'cached segments stopped serving with the bucket down');
+        await replica.close();
 
-      const expected = await answers(col, PROBE);
-      assert.deepEqual(await answers(rc, PROBE), expected, 'the stale replica answered from a version whose segments are gone');
-      assert.ok(replica.stats().replica.versions['docs']! > before, 'the read brought the replica to the current version');
-      await replica.close();
-      await db.close();
-    });
-  } finally {
-    await server.destroy();
-  }
-});
+        // A replica reopened on its cache serves it while the bucket is still down.
+        const again = track(await Database.openReplica(path.join(dir, 'replica'), { ...REPLICA, objectStore, clock, objectStoreTuning: { retries: 1, retryBaseMs: 1 } }));
+        assert.deepEqual(await answers(again.collection('docs'), PROBE), expected, 'the reopened replica lost its cache');
+        assert.equal(again.stats().replica.refreshFailures, 1);
 
-test('[s3rver] the bucket unreachable mid-refresh: cached segments keep serving, staleness shows, the next refresh recovers', async () => {
-  const server = await KINDS[0]!.start();
-  try {
-    await withTmpDir('replica-down', async (dir) => {
-      const objectStore = s3(server, `rd-${randomBytes(3).toString('hex')}`);
-      const db = track(await Database.open(path.join(dir, 'writer'), { ...QUIET, objectStore }));
-      const col = await db.createCollection('docs', { dimension: DIM });
-      await col.upsert(batch(0, PER_SEG));
-      await col.flush();
-      await db.flushUploads();
-      let now = 1_000_000;
-      const clock = { now: () => now };
-      const replica: Replica = track(await Database.openReplica(path.join(dir, 'replica'), {
-        ...REPLICA, objectStore, clock, objectStoreTuning: { retries: 1, retryBaseMs: 1 },
-      }));
-      const rc = replica.collection('docs');
-      const expected = await answers(col, PROBE);
-      assert.deepEqual(await answers(rc, PROBE), expected); // every segment is now cached locally
-      assert.equal(replica.stats().replica.stalenessMs, 0);
-
-      await server.stop();
-      now += 60_000;
-      await assert.rejects(replica.refresh(), hasCode('ERR_TIER_UNAVAILABLE'));
-      const stats = replica.stats().replica;
-      assert.equal(stats.stalenessMs, 60_000);
-      assert.equal(stats.refreshFailures, 1);
-      assert.ok(stats.lastError, 'the refresh error is in stats');
-      assert.deepEqual(await answers(rc, PROBE), expected, 'cached segments stopped serving with the bucket down');
-      await replica.close();
-
-      // A replica reopened on its cache serves it while the bucket is still down.
-      const again = track(await Database.openReplica(path.join(dir, 'replica'), { ...REPLICA, objectStore, clock, objectStoreTuning: { retries: 1, retryBaseMs: 1 } }));
-      assert.deepEqual(await answers(again.collection('docs'), PROBE), expected, 'the reopened replica lost its cache');
-      assert.equal(again.stats().replica.refreshFailures, 1);
-
-      await server.restart();
-      await again.refresh();
-      assert.equal(again.stats().replica.lastError, undefined);
-      assert.equal(again.stats().replica.stalenessMs, 0);
-      await again.close();
-      await db.close();
-    });
-  } finally {
-    await server.destroy();
-  }
-});
+        await server.restart();
+        await again.refresh();
+        assert.equal(again.stats().replica.lastError, undefined);
+        assert.equal(again.stats().replica.stalenessMs, 0);
+        await again.close();
+        await db.close();
+      });
+    } finally {
+      await server.destroy();
+    }
+  });
+}
 
 test('replica options are checked; one replica per cache directory', async () => {
   await withTmpDir('replica-options', async (dir) => {
