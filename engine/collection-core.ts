@@ -4,6 +4,7 @@
 // validates them. It holds no logic of its own beyond lifecycle and introspection.
 
 import * as path from 'node:path';
+import { readOnlyError } from '../format/errors.js';
 import type { Tier } from '../format/manifest.js';
 import type { WalUpsertRecord } from '../format/wal.js';
 import type { Metric } from '../format/segment.js';
@@ -13,7 +14,7 @@ import { Migrator, type MoveResult } from '../tiers/migrator.js';
 import type { SealedSegment } from '../tiers/sealed-segment.js';
 import { Compactor, type CompactionResult } from '../gc/compactor.js';
 import { ClusterCompactor, unclusteredRows, type ClusterOptions, type ClusterCompactionResult } from '../gc/clustering.js';
-import { currentRegion } from '../format/manifest.js';
+import { currentRegion, loadLatestManifest } from '../format/manifest.js';
 import { ReferenceSet, type CollectionReferences } from '../gc/references.js';
 import type { CompactionCandidate } from '../gc/compaction.js';
 import type { EngineContext } from './context.js';
@@ -83,11 +84,11 @@ export class CollectionCore {
     const name = path.basename(dir);
     const remote = fence ? { fence, key: (v: number) => ctx.cold.manifestKey(name, v) } : undefined;
     const core = new CollectionCore(ctx, await SegmentRegistry.load(dir, remote));
-    await recoverCollection(core.#reg, ctx.warm, core.#verifier, core.#writes);
+    await recoverCollection(core.#reg, ctx.warm, core.#verifier, core.#writes, ctx.options.readOnly);
     // Write-through promises every sealed segment a remote copy. One whose upload never happened
     // (close() drops queued uploads, a crash, a failed upload, or a database last opened with
     // uploadOnSeal off) gets it now rather than at its demotion or the next scrub.
-    if (ctx.options.uploadOnSeal) {
+    if (ctx.options.uploadOnSeal && !ctx.options.readOnly) {
       for (const seg of core.#reg.list()) {
         if (seg.meta.tier === 'warm' && seg.meta.remote === undefined && seg.error === undefined) core.#copies.scheduleUpload(seg);
       }
@@ -131,21 +132,30 @@ export class CollectionCore {
 
   /** Commits the current state as a new version (to publish it to the bucket). */
   republish(): Promise<void> {
+    this.#writable('publishing a manifest version');
     return this.#reg.commit({});
+  }
+
+  /** Every mutating entry point starts here: a read-only open refuses with ERR_READ_ONLY. */
+  #writable(what: string): void {
+    if (this.#ctx.options.readOnly) throw readOnlyError(what);
   }
 
   // ---- writes and reads -------------------------------------------------------------------
 
   upsert(records: WalUpsertRecord[]): Promise<void> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('upsert'));
     return this.#writes.upsert(records);
   }
 
   delete(ids: string[]): Promise<void> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('delete'));
     return this.#writes.delete(ids);
   }
 
   /** Seals whatever is growing now and waits until every frozen range is committed. */
   flush(): Promise<void> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('flush'));
     return this.#writes.flush();
   }
 
@@ -172,14 +182,17 @@ export class CollectionCore {
   }
 
   migrate(id: string, to: Tier): Promise<MoveResult> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('migrate'));
     return this.#migrator.migrate(id, to);
   }
 
   pin(id: string, tier: Tier): Promise<MoveResult> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('pin'));
     return this.#migrator.pin(id, tier);
   }
 
   unpin(id: string): Promise<void> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('unpin'));
     return this.#migrator.unpin(id);
   }
 
@@ -191,11 +204,22 @@ export class CollectionCore {
   // ---- maintenance ------------------------------------------------------------------------
 
   verifySegment(id: string, opts: { repair: boolean; remote: boolean }): Promise<SegmentCheck> {
+    if (opts.repair && this.#ctx.options.readOnly) return Promise.reject(readOnlyError('verify with repair'));
     return this.#verifier.verifySegment(id, () => this.#migrator.tierOf(this.#reg.require(id)), opts);
   }
 
-  verifyManifest(repair: boolean): Promise<ManifestCheck> {
-    return this.#reg.verifyManifest(repair);
+  async verifyManifest(repair: boolean): Promise<ManifestCheck> {
+    if (!this.#ctx.options.readOnly) return this.#reg.verifyManifest(repair);
+    if (repair) throw readOnlyError('verify with repair');
+    const check = await this.#reg.verifyManifest(false);
+    if (check.status === 'ok') return check;
+    // Beside a running writer the newest file may be a version committed after this open: that
+    // is the writer moving on, not damage, as long as that file is itself sound.
+    const newest = await loadLatestManifest(SegmentRegistry.manifestDir(this.#reg.dir)).catch(() => undefined);
+    if (newest && newest.version > this.#reg.manifest.version) {
+      return { ...check, status: 'ok', detail: `read-only view of v${check.version}; the writer has committed v${newest.version} since` };
+    }
+    return check;
   }
 
   /**
@@ -204,16 +228,19 @@ export class CollectionCore {
    * rewritten.
    */
   async createIndex(indexes: PayloadIndexes): Promise<string[]> {
+    this.#writable('createIndex');
     await this.#reg.commit({ indexes: { ...(this.#reg.manifest.indexes ?? {}), ...indexes } });
     return this.#compactor.reindex();
   }
 
   compact(ids: string[]): Promise<CompactionResult> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('compact'));
     return this.#compactor.compact(ids);
   }
 
   /** Clustering compaction (gc/clustering.ts): every local segment rewritten into regions. */
   cluster(opts: ClusterOptions = {}): Promise<ClusterCompactionResult> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('cluster'));
     return this.#clusterer.cluster(opts);
   }
 
