@@ -23,6 +23,8 @@ import { SegmentRegistry, type ManifestCheck } from './segment-registry.js';
 import { WritePath } from './write-path.js';
 import { ReadPath, type ExplainResult, type SearchHit, type SearchRequest, type StoredRecord } from './read-path.js';
 import { recoverCollection } from './recovery.js';
+import { describeCopies, type SegmentCopiesDetail } from '../tiers/segment-detail.js';
+import type { AccessSnapshot } from '../tiers/access-stats.js';
 
 export interface SegmentInfo {
   id: string;
@@ -41,6 +43,13 @@ export interface SegmentInfo {
   status: 'ok' | 'unavailable';
   /** The clustering region it holds (clustering compaction), undefined when unclustered. */
   region: number | undefined;
+}
+
+/** One segment in depth (`col.describeSegment(id)`, the CLI's `segment show`). */
+export interface SegmentDetail extends SegmentInfo, SegmentCopiesDetail {
+  /** The decayed access frequency (halving every `halfLifeMs`), last access and hits per tier, as
+   *  this process counted them (a fresh process: zero). */
+  access: AccessSnapshot & { halfLifeMs: number };
 }
 
 /** What the tiering policy needs of one segment. */
@@ -292,6 +301,14 @@ export class CollectionCore {
       status: s.error ? 'unavailable' : 'ok',
       region: currentRegion(this.#reg.manifest, s.meta),
     }));
+  }
+
+  async describeSegment(id: string): Promise<SegmentDetail> {
+    const seg = this.#reg.require(id);
+    const info = this.segments().find((s) => s.id === id)!;
+    const local = path.relative(path.dirname(this.#ctx.warm.root), this.#copies.localPath(seg));
+    const copies = await describeCopies(seg, this.#ctx.cold, local);
+    return { ...info, ...copies, access: { ...this.#ctx.access.snapshot(id), halfLifeMs: this.#ctx.access.halfLifeMs } };
   }
 
   /** What the tiering policy needs to know of each segment. */

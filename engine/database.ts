@@ -40,6 +40,7 @@ import { adoptCollection, readRemoteManifest, reconcile, remoteManifestVersions 
 import { StatsPublisher } from './stats-file.js';
 import { CONFIG_FILE, configOf, isDatabase, mergeRecorded, readConfig, sameConfig, writeConfig, type RecordedConfig } from './config.js';
 import { makeScratchDir, openCollectionsReadOnly } from './read-only.js';
+import { repairManifests, type ManifestRecovery, type RepairManifestsOptions } from './manifest-recovery.js';
 
 export interface CollectionOptions {
   dimension: number;
@@ -94,7 +95,8 @@ export class Database {
     };
     this.tiering = new Tiering({ collections: () => this.#cores.values(), access, options });
     this.#maintenance = new Maintenance({ dir, ctx: this.#ctx, cores: () => this.#cores });
-    this.#publisher = new StatsPublisher(dir, options.statsIntervalMs, () => this.#snapshot(), () => options.clock.now());
+    this.#publisher = new StatsPublisher(dir, options.statsIntervalMs, () => this.#snapshot(), () => options.clock.now(),
+      () => ({ halfLifeMs: access.halfLifeMs, segments: access.entries() }));
   }
 
   readonly #publisher: StatsPublisher;
@@ -193,6 +195,15 @@ export class Database {
     }
     db.#status = 'open'; // no tiering, maintenance, heartbeat or stats publishing
     return db;
+  }
+
+  /**
+   * Restores each collection's newest manifest from the object store when the local file is
+   * corrupt or missing (engine/manifest-recovery.ts; README "Verify and repair"). Run while the
+   * database is closed: it takes the directory lock. `dryRun` reports and changes nothing.
+   */
+  static repairManifests(dir: string, options?: RepairManifestsOptions): Promise<ManifestRecovery[]> {
+    return repairManifests(dir, options);
   }
 
   /** True for a database opened with `readOnly: true`. */
