@@ -14,35 +14,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Database, type DatabaseOptions } from '../engine/index.js';
 import { startS3rver, S3RVER_CREDENTIALS } from '../harness/s3rver.js';
 import { hashTree, hasCode, track, withTmpDir } from './helpers/tmp.js';
+import { MAIN, cli, show, type Run } from './helpers/cli-run.js';
 
-const MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const DIM = 8;
 const QUIET: DatabaseOptions = { workers: 1, tiering: { intervalMs: 0 }, maintenance: { gcIntervalMs: 0, scrubIntervalMs: 0, compactIntervalMs: 0 } };
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI; `onStderr` sees stderr as it arrives (to send a signal at the right moment). */
-function cli(args: string[], env: NodeJS.ProcessEnv = {}, onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const base = { ...process.env };
-    for (const k of Object.keys(base)) if (k.startsWith('STRATAVEC_')) delete base[k];
-    const child = spawn(process.execPath, [MAIN, ...args], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      onStderr?.(stderr, child);
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-}
 
 /** A shell pipeline `stratavec ARGS | true`: the reader is gone before the CLI writes. */
 function cliIntoClosedPipe(args: string[]): Promise<Run> {
@@ -58,7 +33,6 @@ function cliIntoClosedPipe(args: string[]): Promise<Run> {
   });
 }
 
-const show = (r: Run) => `exit ${r.code}${r.signal ? ` (${r.signal})` : ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 
 /**
  * An app's database: `segments` sealed segments of 50 rows in collection docs, the first `cold` of
