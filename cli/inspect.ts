@@ -111,12 +111,12 @@ export async function statusCommand(ctx: Ctx): Promise<number> {
       out(`settings: segmentMaxRecords ${o.segmentMaxRecords}, GC grace ${o.maintenance.gcGraceMs / 1000} s, watermarks ${o.tiering.lowWatermark}-${o.tiering.highWatermark}`);
       const s = report.serving;
       if (s) {
-        out(`serving process ${s.pid}: ${describePublished(published!)}`);
-        out(`  hot hit ratio ${s.hotHitRatio === null ? '-' : `${(100 * s.hotHitRatio).toFixed(1)}%`} (${s.hotHits} hits, ${s.hotMisses} misses, ${s.hotLoads} loads); ` +
-          `uploads ${s.uploads}, failed ${s.uploadFailures}, pending ${s.pendingUploads ?? '-'}`);
+        out(`serving process ${s.pid}: figures ${describePublished(published!)}`);
+        out(`  hot hit ratio ${s.hotHitRatio === null ? '-' : `${(100 * s.hotHitRatio).toFixed(1)}%`} (${s.hotHits} hits, ${s.hotMisses} misses, ${s.hotLoads} loads)`);
+        out(`  uploads ${s.uploads}, failed ${s.uploadFailures}`);
         if (s.lastRemoteError) out(`  last remote error: ${s.lastRemoteError}`);
       } else {
-        out('(no serving process publishes stats here: hit ratios and pending uploads not shown)');
+        out('(no app publishes stats here: hit ratios and uploads not shown)');
       }
     }
     return 0;
@@ -151,7 +151,7 @@ async function livePublished(dir: string): Promise<PublishedStats | undefined> {
 
 /** The figures `status` shows of the serving process. */
 function servingFigures(p: PublishedStats) {
-  const s = p.stats as { tiers?: { hot?: { hits?: number; misses?: number; loads?: number } }; movement?: { uploads?: number; uploadFailures?: number; lastRemoteError?: string; pendingUploads?: number } };
+  const s = p.stats as { tiers?: { hot?: { hits?: number; misses?: number; loads?: number } }; movement?: { uploads?: number; uploadFailures?: number; lastRemoteError?: string } };
   const hot = s.tiers?.hot ?? {};
   const lookups = (hot.hits ?? 0) + (hot.misses ?? 0);
   return {
@@ -159,7 +159,6 @@ function servingFigures(p: PublishedStats) {
     hotHits: hot.hits ?? 0, hotMisses: hot.misses ?? 0, hotLoads: hot.loads ?? 0,
     hotHitRatio: lookups === 0 ? null : (hot.hits ?? 0) / lookups,
     uploads: s.movement?.uploads ?? 0, uploadFailures: s.movement?.uploadFailures ?? 0,
-    pendingUploads: s.movement?.pendingUploads ?? null,
     lastRemoteError: s.movement?.lastRemoteError ?? null,
   };
 }

@@ -303,26 +303,26 @@ test('Ctrl-C during a migration finishes the move in flight, prints a summary an
   });
 });
 
-test('beside a running app: status and stats show what it publishes; commands that need the lock say so', async () => {
+test('beside a running app: status reads it read-only and adds what the app publishes; commands that need the lock say it is in use', async () => {
   await withTmpDir('cli-running', async (dir) => {
     const { dbDir } = await appDatabase(dir);
     const app = track(await Database.open(dbDir, { ...QUIET, statsIntervalMs: 50 }));
     await app.collection('docs').search(new Float32Array(DIM), { k: 3 });
     const status = await cli(['status', dbDir, '--json']);
     assert.equal(status.code, 0, show(status));
-    const sj = JSON.parse(status.stdout) as { source: string; pid: number; open: boolean; stats: { collections: Record<string, { records: number }> } };
-    assert.equal(sj.source, 'published');
-    assert.equal(sj.pid, process.pid);
-    assert.equal(sj.open, true);
-    assert.equal(sj.stats.collections['docs']?.records, 200);
+    const sj = JSON.parse(status.stdout) as { collections: Array<{ name: string; records: number }>; serving: { pid: number } | null };
+    assert.equal(sj.serving?.pid, process.pid);
+    assert.deepEqual(sj.collections.map((c) => [c.name, c.records]), [['docs', 200]]);
     const text = await cli(['status', dbDir]);
     assert.equal(text.code, 0, show(text));
-    assert.match(text.stdout, /open in another process/);
+    assert.match(text.stdout, new RegExp(`serving process ${process.pid}`));
     const stats = await cli(['stats', dbDir, '--json']);
     assert.equal((JSON.parse(stats.stdout) as { source: string }).source, 'published');
     const info = await cli(['info', dbDir]);
-    assert.equal(info.code, 1, show(info));
-    assert.match(info.stderr, /ERR_DATABASE_LOCKED.*status/);
+    assert.equal(info.code, 0, show(info));
+    const pin = await cli(['pin', dbDir, 'docs.3', 'cold']);
+    assert.equal(pin.code, 1, show(pin));
+    assert.match(pin.stderr, /ERR_DATABASE_LOCKED[\s\S]*in use by another process/);
     await app.close();
     const last = JSON.parse(await fsp.readFile(path.join(dbDir, 'stats.json'), 'utf8')) as { open: boolean };
     assert.equal(last.open, false, 'close() publishes a last time');
