@@ -178,9 +178,9 @@ export class Database {
     }
     const filled = fillOptions(abs, mergeRecorded(abs, options, await readConfig(abs)));
     const store = await openObjectStore(filled.objectStore, { ...filled.objectStoreTuning, clock: filled.clock });
-    // The offline path's unclaimed fence, with our own code: any commit that slipped past the
-    // ERR_READ_ONLY guards is refused there too, and nothing is ever put in the bucket.
-    const fence = WriterFence.unclaimed(store, filled.clock, readOnlyError('committing a manifest version'));
+    // Unclaimed, as the offline path's: any commit that slipped past the ERR_READ_ONLY guards
+    // is refused there too, and nothing is ever put in the bucket (no claim, no heartbeat).
+    const fence = WriterFence.refusing(store, filled.clock, readOnlyError('committing a manifest version'));
     let scratch: string | undefined;
     let db: Database | undefined;
     try {

@@ -133,7 +133,7 @@ export class Tiering {
 
   /** Runs the policy soon, e.g. after a seal grew the local tier. */
   nudge(): void {
-    if (this.#host.options.tiering.intervalMs === 0) return;
+    if (this.#host.options.tiering.intervalMs === 0 || this.#host.options.readOnly) return;
     setImmediate(() => this.#tick()).unref();
   }
 

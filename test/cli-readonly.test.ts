@@ -286,3 +286,38 @@ test('repair-manifest with no good remote version says so and exits 3, changing 
     await assert.rejects(Database.open(dbDir, QUIET), hasCode('ERR_MANIFEST_CORRUPT'));
   });
 });
+
+test('readOnly: checked as an option; on a closed database it removes no leftover, truncates no torn WAL tail, writes no stub', async () => {
+  await withTmpDir('ro-api', async (dir) => {
+    await assert.rejects(Database.open(path.join(dir, 'none'), { readOnly: true }), hasCode('ERR_DATABASE_NOT_FOUND'));
+    assert.equal(existsSync(path.join(dir, 'none')), false, 'nothing created');
+    await assert.rejects(Database.open(path.join(dir, 'none'), { readOnly: true, create: true }), hasCode('ERR_INVALID_ARGUMENT'));
+    await assert.rejects(Database.open(path.join(dir, 'none'), { readOnly: 'yes' as unknown as boolean }), TypeError);
+
+    const { dbDir, ids, segs } = await appDatabase(dir);
+    const col = path.join(dbDir, 'collections', 'docs');
+    const wal = (await fsp.readdir(path.join(col, 'wal'))).sort().at(-1)!;
+    // A crash mid-append: half a frame at the end of the WAL. Plus what a crashed seal and a
+    // crashed manifest write leave, and a cold segment's id stub gone.
+    await fsp.appendFile(path.join(col, 'wal', wal), Buffer.from([200, 0, 0, 0, 1, 2, 3]));
+    await fsp.writeFile(path.join(col, 'segments', '00000099.seg'), 'left by a crashed seal');
+    await fsp.writeFile(path.join(col, 'manifest', '.tmp-000000000099.manifest'), 'half');
+    const stub = (await fsp.readdir(path.join(col, 'segments'))).find((n) => n.endsWith('.stub'))!;
+    await fsp.rm(path.join(col, 'segments', stub));
+    const before = await hashTree(dbDir);
+    const db = track(await Database.open(dbDir, { readOnly: true, workers: 1 }));
+    assert.equal(db.readOnly, true);
+    assert.equal(db.collection('docs').count(), ids.length, 'every acknowledged row, the torn frame left out');
+    await checkRecords(db, ids, 'read-only open of a crashed database');
+    assert.deepEqual(db.collection('docs').segments().map((s) => s.status), segs.map(() => 'ok'), 'the stubless cold segment read its ids from the bucket');
+    const v = await db.verify();
+    assert.ok(v.segments.some((s) => s.copies.some((c) => c.copy === 'stub' && c.status === 'missing')), 'verify reports the missing stub');
+    await db.close();
+    assert.deepEqual(await hashTree(dbDir), before, 'nothing in the directory changed');
+    // The next writable open cleans up as usual.
+    const w = track(await Database.open(dbDir, QUIET));
+    assert.equal(w.collection('docs').count(), ids.length);
+    await w.close();
+    assert.equal(existsSync(path.join(col, 'segments', '00000099.seg')), false);
+  });
+});
