@@ -5,7 +5,7 @@
 import { parseArgs as nodeParseArgs } from 'node:util';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Database, DatabaseOptions } from '../engine/index.js';
+import type { Database, DatabaseOptions, ManifestRecovery } from '../engine/index.js';
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -50,6 +50,10 @@ export interface Ctx {
   dir: string;
   /** Opens the database for an admin session (never creates, records nothing, no loops). */
   open(extra?: DatabaseOptions): Promise<Database>;
+  /** Opens it read-only: no lock, no writer claim, nothing written; works beside a running app. */
+  openReadOnly(extra?: DatabaseOptions): Promise<Database>;
+  /** Database.repairManifests with this invocation's object store. */
+  repairManifests(dryRun: boolean): Promise<ManifestRecovery[]>;
 }
 
 /** Parses `argv` against `table`; any parse problem is a UsageError naming `command`. */

@@ -2,6 +2,11 @@
 // dispatch, and exit codes. Uses only the public API. Commands never create a database, never
 // record options, and never run the background tiering or maintenance loops.
 //
+// Commands that only look (status, info, stats, segments, segment show, verify, tiering plan,
+// gc --dry-run, compact --dry-run) always open read-only: they work beside a running app, and
+// cannot leave a lock, a claim in the bucket, or a cleaned-up directory behind. The others take
+// the directory lock and the writer claim, and say ERR_DATABASE_LOCKED while an app has it open.
+//
 // Exit codes: 0 ok; 1 an error (a coded error, a failed move or GC entry, not a database);
 // 2 usage (bad flag, missing or extra argument); 3 verify found a problem it did not fix or could
 // not check a copy; 130 interrupted by Ctrl-C (after finishing the step in flight).
@@ -31,6 +36,7 @@ const tieringCommand = async (c: Ctx, action: 'plan' | 'apply') => (await tiers(
 const verifyCommand = async (c: Ctx) => (await maintenance()).verifyCommand(c);
 const gcCommand = async (c: Ctx) => (await maintenance()).gcCommand(c);
 const compactCommand = async (c: Ctx) => (await maintenance()).compactCommand(c);
+const repairManifestCommand = async (c: Ctx) => (await maintenance()).repairManifestCommand(c);
 
 
 interface Command {
@@ -58,7 +64,7 @@ const COMMANDS: Command[] = [
   },
   {
     name: 'stats', args: '<dir>', options: DB_OPTIONS, run: statsCommand,
-    summary: 'db.stats() of this admin session (a fresh process: counters start at zero)',
+    summary: 'the running app\'s published stats (stats.json); without them, this session\'s db.stats()',
   },
   {
     name: 'segments', args: '<dir> <collection>', run: segmentsCommand,
@@ -67,7 +73,7 @@ const COMMANDS: Command[] = [
   },
   {
     name: 'segment show', args: '<dir> <segment-id>', options: DB_OPTIONS, run: segmentShowCommand,
-    summary: 'one segment: tier, pin, copies, remote size and ratio, rows',
+    summary: 'one segment: tier, pin, copies, codecs and ratios per section, access frequency, rows',
   },
   {
     name: 'pin', args: '<dir> <segment-id> <hot|warm|cold>', options: DB_OPTIONS, run: pinCommand,
@@ -104,6 +110,13 @@ const COMMANDS: Command[] = [
       'no-remote': { type: 'boolean', help: 'check local copies only' },
     },
     summary: 'check every copy of every segment and the manifests; exit 3 if a problem remains or a copy could not be checked',
+    details: 'Without --repair it opens read-only and works beside a running app. --repair needs the\ndatabase closed; it first restores a corrupt or missing newest manifest from the object\nstore (as repair-manifest), then repairs copies.',
+  },
+  {
+    name: 'repair-manifest', args: '<dir>', run: repairManifestCommand,
+    options: { ...DB_OPTIONS, 'dry-run': { type: 'boolean', short: 'n', help: 'report what would be restored; change nothing' } },
+    summary: 'restore a corrupt or missing newest manifest from the object store; exit 3 if one could not be',
+    details: 'For each collection whose newest local manifest file is unreadable (or missing), the\nnewest good version in the object store that is not older than the newest good local one\nis written back (unreadable files are moved to <collection>/quarantine/). If that version\nis another writer\'s, the collection is adopted from the bucket instead (the old\ndirectory is kept in superseded/). Needs the database closed.',
   },
   {
     name: 'gc', args: '<dir>', run: gcCommand,
@@ -202,6 +215,18 @@ export function adminOptions(store: DatabaseOptions['objectStore'], extra: Datab
   };
 }
 
+/** Look-only sessions: read-only (no lock, no claim, nothing written), no loops, no stats file. */
+export function readOnlyOptions(store: DatabaseOptions['objectStore'], extra: DatabaseOptions = {}): DatabaseOptions {
+  return {
+    ...extra,
+    readOnly: true,
+    statsIntervalMs: 0,
+    ...(store === undefined ? {} : { objectStore: store }),
+    tiering: { ...extra.tiering, intervalMs: 0 },
+    maintenance: { ...extra.maintenance, gcIntervalMs: 0, scrubIntervalMs: 0, compactIntervalMs: 0 },
+  };
+}
+
 async function demoCommand(ctx: Ctx): Promise<number> {
   const { p, command } = ctx;
   const dir = str(p, 'dir');
@@ -265,9 +290,18 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     json: flag(p, 'json'),
     dir,
     open: async (extra) => (await import('../engine/index.js')).Database.open(dir, adminOptions(store, extra)),
+    openReadOnly: async (extra) => (await import('../engine/index.js')).Database.open(dir, readOnlyOptions(store, extra)),
+    repairManifests: async (dryRun) => (await import('../engine/index.js')).Database.repairManifests(dir, { dryRun, ...(store === undefined ? {} : { objectStore: store }) }),
   };
   return command.run(ctx);
 }
+
+const LOOK_ONLY = 'status, info, segments, segment show, stats, verify, tiering plan, gc --dry-run and compact --dry-run';
+const HINTS: Partial<Record<string, string>> = {
+  ERR_DATABASE_LOCKED: `\nthe database is in use by another process; this command needs it closed (${LOOK_ONLY} work beside it)`,
+  ERR_WRITER_ACTIVE: `\nanother process is the writer of this object-store prefix; this command needs it stopped (${LOOK_ONLY} work beside it)`,
+  ERR_MANIFEST_CORRUPT: '\n`stratavec repair-manifest <dir>` (or `verify --repair`) restores it from the object store',
+};
 
 /** Runs one CLI invocation and sets the exit code. */
 export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<void> {
@@ -280,7 +314,7 @@ export async function run(argv: string[], env: NodeJS.ProcessEnv = process.env):
       process.stderr.write(`stratavec: ${err.message} (see ${help})\n`);
       process.exitCode = 2;
     } else if (err instanceof (await import('../engine/index.js')).StratavecError) {
-      const hint = err.code === 'ERR_DATABASE_LOCKED' ? ' (`stratavec status` and `stats` show what that process publishes)' : '';
+      const hint = HINTS[err.code] ?? '';
       process.stderr.write(`stratavec: ${err.code}: ${err.message}${hint}\n`);
       process.exitCode = 1;
     } else {

@@ -1,8 +1,9 @@
 // Commands that look at a database and change at most a pin: `status`, `info`, `stats`,
 // `segments`, `segment show`, `pin`, `unpin`. Text goes to stdout as tables in human units;
-// --json prints the same figures (raw numbers) as one document.
+// --json prints the same figures (raw numbers) as one document. The looking ones open read-only
+// (cli/commands.ts), so they see a database an app has open, as of the manifest version they read.
 
-import { StratavecError, isStratavecError, readPublishedStats, type Database, type PublishedStats, type SegmentInfo } from '../engine/index.js';
+import { StratavecError, readPublishedStats, publishedAccess, type Database, type PublishedStats, type SegmentInfo } from '../engine/index.js';
 import { UsageError, expectPositionals, str } from './args.js';
 import { out, outJson, bytes, duration, when, table } from './output.js';
 import type { Ctx } from './args.js';
@@ -10,8 +11,9 @@ import type { Ctx } from './args.js';
 type Tier = 'hot' | 'warm' | 'cold';
 const TIERS: readonly Tier[] = ['hot', 'warm', 'cold'];
 
-export async function withDb<T>(ctx: Ctx, fn: (db: Database) => Promise<T>, extra?: Parameters<Ctx['open']>[0]): Promise<T> {
-  const db = await ctx.open(extra);
+/** Runs `fn` on the database, opened read-only (`look`) or with the lock and writer claim. */
+export async function withDb<T>(ctx: Ctx, fn: (db: Database) => Promise<T>, extra?: Parameters<Ctx['open']>[0], look = false): Promise<T> {
+  const db = await (look ? ctx.openReadOnly(extra) : ctx.open(extra));
   return closing(db, () => fn(db));
 }
 
@@ -49,14 +51,8 @@ function segmentRows(segs: SegmentInfo[]): string[] {
 
 export async function statusCommand(ctx: Ctx): Promise<number> {
   expectPositionals(ctx.command, ctx.p, []);
-  let db: Database;
-  try {
-    db = await ctx.open();
-  } catch (err) {
-    const published = await publishedIfLocked(ctx, err);
-    if (published) return printPublishedStatus(ctx, published);
-    throw err;
-  }
+  const db = await ctx.openReadOnly();
+  const published = await livePublished(ctx.dir);
   return closing(db, async () => {
     const stats = db.stats();
     const segs = allSegments(db);
@@ -89,7 +85,9 @@ export async function statusCommand(ctx: Ctx): Promise<number> {
         segmentMaxRecords: o.segmentMaxRecords, uploadOnSeal: o.uploadOnSeal,
         gcGraceMs: o.maintenance.gcGraceMs, tieringHighWatermark: o.tiering.highWatermark, tieringLowWatermark: o.tiering.lowWatermark,
       },
-      maintenance: stats.maintenance,
+      // The serving process's counters (hit ratios, uploads), when one publishes them.
+      maintenance: published ? (published.stats as { maintenance?: unknown }).maintenance ?? stats.maintenance : stats.maintenance,
+      serving: published ? servingFigures(published) : null,
     };
     if (ctx.json) {
       outJson(report);
@@ -111,7 +109,15 @@ export async function statusCommand(ctx: Ctx): Promise<number> {
       out(`unavailable segments: ${unavailable.length === 0 ? 'none' : unavailable.join(' ')}`);
       out(`local segments without a remote copy: ${notUploaded.length === 0 ? 'none' : notUploaded.join(' ')}`);
       out(`settings: segmentMaxRecords ${o.segmentMaxRecords}, GC grace ${o.maintenance.gcGraceMs / 1000} s, watermarks ${o.tiering.lowWatermark}-${o.tiering.highWatermark}`);
-      out('(hit ratios and pending uploads live in the serving process: not shown)');
+      const s = report.serving;
+      if (s) {
+        out(`serving process ${s.pid}: figures ${describePublished(published!)}`);
+        out(`  hot hit ratio ${s.hotHitRatio === null ? '-' : `${(100 * s.hotHitRatio).toFixed(1)}%`} (${s.hotHits} hits, ${s.hotMisses} misses, ${s.hotLoads} loads)`);
+        out(`  uploads ${s.uploads}, failed ${s.uploadFailures}`);
+        if (s.lastRemoteError) out(`  last remote error: ${s.lastRemoteError}`);
+      } else {
+        out('(no app publishes stats here: hit ratios and uploads not shown)');
+      }
     }
     return 0;
   });
@@ -134,13 +140,27 @@ export async function infoCommand(ctx: Ctx): Promise<number> {
     }
     if (cols.length === 0) out('no collections');
     return 0;
-  });
+  }, undefined, true);
 }
 
-/** Published stats of the process holding the lock, when the database is open elsewhere. */
-async function publishedIfLocked(ctx: Ctx, err: unknown): Promise<PublishedStats | undefined> {
-  if (!isStratavecError(err, 'ERR_DATABASE_LOCKED')) return undefined;
-  return readPublishedStats(ctx.dir);
+/** What a running app last published, if it is still running (its final write says open: false). */
+async function livePublished(dir: string): Promise<PublishedStats | undefined> {
+  const p = await readPublishedStats(dir).catch(() => undefined); // a view only: unreadable means none
+  return p !== undefined && p.open && alive(p.pid) ? p : undefined;
+}
+
+/** The figures `status` shows of the serving process. */
+function servingFigures(p: PublishedStats) {
+  const s = p.stats as { tiers?: { hot?: { hits?: number; misses?: number; loads?: number } }; movement?: { uploads?: number; uploadFailures?: number; lastRemoteError?: string } };
+  const hot = s.tiers?.hot ?? {};
+  const lookups = (hot.hits ?? 0) + (hot.misses ?? 0);
+  return {
+    pid: p.pid, writtenAt: p.writtenAt,
+    hotHits: hot.hits ?? 0, hotMisses: hot.misses ?? 0, hotLoads: hot.loads ?? 0,
+    hotHitRatio: lookups === 0 ? null : (hot.hits ?? 0) / lookups,
+    uploads: s.movement?.uploads ?? 0, uploadFailures: s.movement?.uploadFailures ?? 0,
+    lastRemoteError: s.movement?.lastRemoteError ?? null,
+  };
 }
 
 function alive(pid: number): boolean {
@@ -156,32 +176,6 @@ function describePublished(p: PublishedStats): string {
   const age = Math.max(0, Date.now() - p.writtenAt);
   return `published by process ${p.pid} ${duration(age)} ago${p.open ? '' : ' at its close'}` +
     (p.open && !alive(p.pid) ? ' (that process is gone: its last figures)' : '');
-}
-
-interface TierFigures { segments: number; bytes: number; budget?: number; hits?: number; misses?: number; loads?: number }
-
-/** `status` of a database another process has open: from what that process publishes. */
-function printPublishedStatus(ctx: Ctx, p: PublishedStats): number {
-  const s = p.stats as { collections?: Record<string, { records: number; segments: number }>; tiers?: Record<Tier, TierFigures>; movement?: { uploads?: number; uploadFailures?: number; lastRemoteError?: string } };
-  if (ctx.json) {
-    outJson({ dir: ctx.dir, source: 'published', pid: p.pid, writtenAt: p.writtenAt, open: p.open, stats: p.stats });
-    return 0;
-  }
-  out(`database ${ctx.dir}: open in another process; ${describePublished(p)}`);
-  out('');
-  const cols = Object.entries(s.collections ?? {});
-  for (const line of table(['collection', 'records', 'segments'], cols.map(([n, c]) => [n, String(c.records), String(c.segments)]), [false, true, true])) out(line);
-  out('');
-  const t = s.tiers;
-  if (t) {
-    const hot = t.hot;
-    const lookups = (hot.hits ?? 0) + (hot.misses ?? 0);
-    for (const line of table(['tier', 'segments', 'size', 'budget'], TIERS.map((name) => [name, String(t[name].segments), bytes(t[name].bytes), t[name].budget === undefined ? '-' : bytes(t[name].budget)]), [false, true, true, true])) out(line);
-    out('');
-    out(`hot hit ratio ${lookups === 0 ? '-' : `${((100 * (hot.hits ?? 0)) / lookups).toFixed(1)}%`} (${hot.hits ?? 0} hits, ${hot.misses ?? 0} misses, ${hot.loads ?? 0} loads)`);
-  }
-  if (s.movement) out(`uploads ${s.movement.uploads ?? 0}, failed ${s.movement.uploadFailures ?? 0}${s.movement.lastRemoteError ? `; last remote error: ${s.movement.lastRemoteError}` : ''}`);
-  return 0;
 }
 
 export async function statsCommand(ctx: Ctx): Promise<number> {
@@ -203,7 +197,7 @@ export async function statsCommand(ctx: Ctx): Promise<number> {
       out(JSON.stringify(db.stats(), null, 2));
     }
     return 0;
-  });
+  }, undefined, true);
 }
 
 export async function segmentsCommand(ctx: Ctx): Promise<number> {
@@ -215,30 +209,49 @@ export async function segmentsCommand(ctx: Ctx): Promise<number> {
     else if (segs.length === 0) out(`no segments${tier ? ` in ${tier}` : ''}`);
     else for (const line of segmentRows(segs)) out(line);
     return 0;
-  });
+  }, undefined, true);
 }
 
 export async function segmentShowCommand(ctx: Ctx): Promise<number> {
   const [id] = expectPositionals(ctx.command, ctx.p, ['segment-id']);
+  const published = await livePublished(ctx.dir);
   return withDb(ctx, async (db) => {
     const s = findSegment(db, id!, ctx.command);
+    const d = await db.collection(s.collection).describeSegment(s.id);
     // The copies follow from the tier (README "Tiers"): hot and warm have the local file, and a
     // remote copy once uploaded; cold has the remote copy and a local id stub.
     const copies = s.tier === 'cold' ? ['remote', 'stub'] : s.remoteBytes === undefined ? ['local'] : ['local', 'remote'];
-    const detail = { ...s, copies, remoteRatio: s.remoteBytes === undefined ? undefined : s.remoteBytes / s.bytes };
+    // Access counts live in the process that serves queries: its published ones when it runs.
+    const fromApp = published ? publishedAccess(published, s.id) : undefined;
+    const access = published
+      ? { source: 'published' as const, pid: published.pid, ...(fromApp ?? { frequency: 0, lastAccess: undefined, hits: { hot: 0, warm: 0, cold: 0 }, halfLifeMs: published.access?.halfLifeMs ?? d.access.halfLifeMs }) }
+      : { source: 'this-process' as const, ...d.access };
+    const { access: _own, ...rest } = d;
+    const detail = { ...rest, copies, remoteRatio: d.remote?.ratio, access };
     if (ctx.json) {
       outJson(detail);
       return 0;
     }
+    const pct = (r: number | undefined) => (r === undefined ? '-' : `${(r * 100).toFixed(0)}%`);
     const rows: Array<[string, string]> = [
       ['segment', s.id], ['collection', s.collection], ['tier', s.tier], ['pinned', s.pinned ?? 'no'], ['status', s.status],
-      ['rows', `${s.records} (${s.live} live, ${s.deleted} deleted)`], ['size', bytes(s.bytes)],
-      ['remote copy', s.remoteBytes === undefined ? 'none yet' : `${bytes(s.remoteBytes)} (${((s.remoteBytes / s.bytes) * 100).toFixed(0)}% of raw)`],
+      ['rows', `${s.records} (${s.live} live, ${s.deleted} deleted)`], ['size', `${bytes(d.rawBytes)} raw`],
+      ['local copy', d.local ? `${d.local.location}, ${bytes(d.local.bytes)} (${pct(d.local.ratio)} of raw)` : s.tier === 'cold' ? 'id stub only' : 'none'],
+      ['remote copy', d.remote ? `${d.remote.location}, ${bytes(d.remote.bytes)} (${pct(d.remote.ratio)} of raw)${d.remote.error ? `; section table unreadable: ${d.remote.error}` : ''}` : 'none yet'],
       ['copies', copies.join(', ')], ['created', when(s.createdAt)],
+      ['access', `${access.frequency.toFixed(2)} decayed (half-life ${duration(access.halfLifeMs)}), last ${access.lastAccess === undefined ? 'never' : when(access.lastAccess)}`],
+      ['hits', `hot ${access.hits.hot}, warm ${access.hits.warm}, cold ${access.hits.cold}`],
+      ['counted by', access.source === 'published' ? `process ${access.pid}'s published stats` : 'this command only (no running app publishes stats)'],
     ];
     for (const [k, v] of rows) out(`${k.padEnd(12)} ${v}`);
+    out('');
+    const cell = (c: { codec: string; storedBytes: number | undefined; ratio: number | undefined } | undefined) =>
+      c === undefined ? ['-', '-'] : [c.codec, c.storedBytes === undefined ? '?' : `${bytes(c.storedBytes)} ${pct(c.ratio)}`];
+    for (const line of table(['section', 'raw', 'local codec', 'local', 'remote codec', 'remote'],
+      d.sections.map((x) => [x.name, bytes(x.rawBytes), ...cell(x.local), ...cell(x.remote)]),
+      [false, true, false, true, false, true])) out(line);
     return 0;
-  });
+  }, undefined, true);
 }
 
 export async function pinCommand(ctx: Ctx): Promise<number> {

@@ -16,6 +16,8 @@ const unverified = (s: SegmentCheck) => s.status !== 'gone' && s.status !== 'una
 export async function verifyCommand(ctx: Ctx): Promise<number> {
   expectPositionals(ctx.command, ctx.p, []);
   const repair = flag(ctx.p, 'repair');
+  // A corrupt newest manifest keeps the database from opening at all: restore it first.
+  const manifestRecovery = repair ? await ctx.repairManifests(false) : [];
   return withDb(ctx, async (db) => {
     // Ctrl-C: closing the database stops verify between segments; the report says incomplete.
     setInterruptHandler(() => void db.close());
@@ -30,17 +32,19 @@ export async function verifyCommand(ctx: Ctx): Promise<number> {
       damaged: s.damaged,
       unavailable: s.unavailable,
       badManifests: report.manifests.filter((m) => m.status === 'corrupt').length,
+      manifestsNotRestored: manifestRecovery.filter((m) => m.action === 'failed').map((m) => m.collection),
       unverified: report.segments.filter(unverified).map((x) => x.segmentId),
       unreachableCopies: report.segments.reduce((n, x) => n + x.copies.filter((c) => c.status === 'unreachable').length, 0),
       remoteError: report.remoteError,
       incomplete: !report.complete,
     };
-    const exitCode = problems.damaged + problems.unavailable + problems.badManifests + problems.unverified.length + problems.unreachableCopies > 0 ||
+    const exitCode = problems.damaged + problems.unavailable + problems.badManifests + problems.manifestsNotRestored.length + problems.unverified.length + problems.unreachableCopies > 0 ||
       problems.remoteError !== undefined || problems.incomplete ? 3 : 0;
     if (ctx.json) {
-      outJson({ ...report, problems, exitCode });
+      outJson({ ...report, manifestRecovery, problems, exitCode });
       return exitCode;
     }
+    for (const m of manifestRecovery) if (m.action !== 'ok') out(`manifest ${m.collection}: ${m.action}: ${m.detail}`);
     for (const m of report.manifests) if (m.status !== 'ok') out(`manifest ${m.collection} v${m.version}: ${m.status}: ${m.detail ?? ''}`);
     for (const seg of report.segments) {
       const unchecked = unverified(seg);
@@ -57,7 +61,7 @@ export async function verifyCommand(ctx: Ctx): Promise<number> {
       `${s.ok} ok, ${s.repaired} repaired, ${s.damaged} damaged, ${s.unavailable} unavailable, ${problems.unverified.length} not checked; ` +
       `${report.unreferenced.length} unreferenced`);
     return exitCode;
-  });
+  }, undefined, !repair);
 }
 
 export async function gcCommand(ctx: Ctx): Promise<number> {
@@ -81,7 +85,7 @@ export async function gcCommand(ctx: Ctx): Promise<number> {
     if (report.remoteError) out(`object store not listed: ${report.remoteError}`);
     out(`${report.entries.length} candidates; ${report.deleted} deleted, ${bytes(report.bytesFreed)} freed, ${failed} failed (grace ${duration(report.graceMs)})`);
     return exitCode;
-  }, graceMs === undefined ? undefined : { maintenance: { gcGraceMs: graceMs } });
+  }, graceMs === undefined ? undefined : { maintenance: { gcGraceMs: graceMs } }, dryRun);
 }
 
 export async function compactCommand(ctx: Ctx): Promise<number> {
@@ -110,5 +114,25 @@ export async function compactCommand(ctx: Ctx): Promise<number> {
     }
     if (!cluster && report.plans.every((p) => p.groups.length === 0)) out('nothing to compact');
     return exitCode;
-  });
+  }, undefined, dryRun);
+}
+
+/** `repair-manifest`: Database.repairManifests; exit 3 when a collection's manifest could not be restored. */
+export async function repairManifestCommand(ctx: Ctx): Promise<number> {
+  expectPositionals(ctx.command, ctx.p, []);
+  const dryRun = flag(ctx.p, 'dry-run');
+  const collections = await ctx.repairManifests(dryRun);
+  const failed = collections.filter((c) => c.action === 'failed').map((c) => c.collection);
+  const exitCode = failed.length > 0 ? 3 : 0;
+  if (ctx.json) {
+    outJson({ dryRun, collections, failed, exitCode });
+    return exitCode;
+  }
+  for (const c of collections) {
+    const verb = dryRun && (c.action === 'restored' || c.action === 'adopted') ? `would be ${c.action}` : c.action;
+    out(`${c.collection}: ${verb}: ${c.detail}`);
+    for (const q of c.quarantined) out(`  ${dryRun ? 'would move' : 'moved'} aside: ${q}`);
+  }
+  if (collections.length === 0) out('no collections');
+  return exitCode;
 }

@@ -146,5 +146,5 @@ export async function tieringCommand(ctx: Ctx, action: 'plan' | 'apply'): Promis
     if (ctx.json) outJson({ summary, results: outcomes, leftToServingProcess: promotions.map((m) => m.segmentId), notes: plan.notes, exitCode });
     else printSummary(summary);
     return exitCode;
-  });
+  }, undefined, action === 'plan');
 }

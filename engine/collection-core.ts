@@ -4,6 +4,7 @@
 // validates them. It holds no logic of its own beyond lifecycle and introspection.
 
 import * as path from 'node:path';
+import { readOnlyError } from '../format/errors.js';
 import type { Tier } from '../format/manifest.js';
 import type { WalUpsertRecord } from '../format/wal.js';
 import type { Metric } from '../format/segment.js';
@@ -13,7 +14,7 @@ import { Migrator, type MoveResult } from '../tiers/migrator.js';
 import { SealedSegment } from '../tiers/sealed-segment.js';
 import { Compactor, type CompactionResult } from '../gc/compactor.js';
 import { ClusterCompactor, unclusteredRows, type ClusterOptions, type ClusterCompactionResult } from '../gc/clustering.js';
-import { currentRegion, type CollectionManifest } from '../format/manifest.js';
+import { currentRegion, loadLatestManifest, type CollectionManifest } from '../format/manifest.js';
 import { ReferenceSet, type CollectionReferences } from '../gc/references.js';
 import type { CompactionCandidate } from '../gc/compaction.js';
 import type { EngineContext } from './context.js';
@@ -22,6 +23,8 @@ import { SegmentRegistry, followedManifest, type ManifestCheck } from './segment
 import { WritePath } from './write-path.js';
 import { ReadPath, type ExplainResult, type SearchHit, type SearchRequest, type StoredRecord } from './read-path.js';
 import { recoverCollection } from './recovery.js';
+import { describeCopies, type SegmentCopiesDetail } from '../tiers/segment-detail.js';
+import type { AccessSnapshot } from '../tiers/access-stats.js';
 
 export interface SegmentInfo {
   id: string;
@@ -40,6 +43,13 @@ export interface SegmentInfo {
   status: 'ok' | 'unavailable';
   /** The clustering region it holds (clustering compaction), undefined when unclustered. */
   region: number | undefined;
+}
+
+/** One segment in depth (`col.describeSegment(id)`, the CLI's `segment show`). */
+export interface SegmentDetail extends SegmentInfo, SegmentCopiesDetail {
+  /** The decayed access frequency (halving every `halfLifeMs`), last access and hits per tier, as
+   *  this process counted them (a fresh process: zero). */
+  access: AccessSnapshot & { halfLifeMs: number };
 }
 
 /** What the tiering policy needs of one segment. */
@@ -83,11 +93,11 @@ export class CollectionCore {
     const name = path.basename(dir);
     const remote = fence ? { fence, key: (v: number) => ctx.cold.manifestKey(name, v) } : undefined;
     const core = new CollectionCore(ctx, await SegmentRegistry.load(dir, remote));
-    await recoverCollection(core.#reg, ctx.warm, core.#verifier, core.#writes);
+    await recoverCollection(core.#reg, ctx.warm, core.#verifier, core.#writes, ctx.options.readOnly);
     // Write-through promises every sealed segment a remote copy. One whose upload never happened
     // (close() drops queued uploads, a crash, a failed upload, or a database last opened with
     // uploadOnSeal off) gets it now rather than at its demotion or the next scrub.
-    if (ctx.options.uploadOnSeal) {
+    if (ctx.options.uploadOnSeal && !ctx.options.readOnly) {
       for (const seg of core.#reg.list()) {
         if (seg.meta.tier === 'warm' && seg.meta.remote === undefined && seg.error === undefined) core.#copies.scheduleUpload(seg);
       }
@@ -154,21 +164,30 @@ export class CollectionCore {
 
   /** Commits the current state as a new version (to publish it to the bucket). */
   republish(): Promise<void> {
+    this.#writable('publishing a manifest version');
     return this.#reg.commit({});
+  }
+
+  /** Every mutating entry point starts here: a read-only open refuses with ERR_READ_ONLY. */
+  #writable(what: string): void {
+    if (this.#ctx.options.readOnly) throw readOnlyError(what);
   }
 
   // ---- writes and reads -------------------------------------------------------------------
 
   upsert(records: WalUpsertRecord[]): Promise<void> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('upsert'));
     return this.#writes.upsert(records);
   }
 
   delete(ids: string[]): Promise<void> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('delete'));
     return this.#writes.delete(ids);
   }
 
   /** Seals whatever is growing now and waits until every frozen range is committed. */
   flush(): Promise<void> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('flush'));
     return this.#writes.flush();
   }
 
@@ -195,14 +214,17 @@ export class CollectionCore {
   }
 
   migrate(id: string, to: Tier): Promise<MoveResult> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('migrate'));
     return this.#migrator.migrate(id, to);
   }
 
   pin(id: string, tier: Tier): Promise<MoveResult> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('pin'));
     return this.#migrator.pin(id, tier);
   }
 
   unpin(id: string): Promise<void> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('unpin'));
     return this.#migrator.unpin(id);
   }
 
@@ -214,11 +236,22 @@ export class CollectionCore {
   // ---- maintenance ------------------------------------------------------------------------
 
   verifySegment(id: string, opts: { repair: boolean; remote: boolean }): Promise<SegmentCheck> {
+    if (opts.repair && this.#ctx.options.readOnly) return Promise.reject(readOnlyError('verify with repair'));
     return this.#verifier.verifySegment(id, () => this.#migrator.tierOf(this.#reg.require(id)), opts);
   }
 
-  verifyManifest(repair: boolean): Promise<ManifestCheck> {
-    return this.#reg.verifyManifest(repair);
+  async verifyManifest(repair: boolean): Promise<ManifestCheck> {
+    if (!this.#ctx.options.readOnly) return this.#reg.verifyManifest(repair);
+    if (repair) throw readOnlyError('verify with repair');
+    const check = await this.#reg.verifyManifest(false);
+    if (check.status === 'ok') return check;
+    // Beside a running writer the newest file may be a version committed after this open: that
+    // is the writer moving on, not damage, as long as that file is itself sound.
+    const newest = await loadLatestManifest(SegmentRegistry.manifestDir(this.#reg.dir)).catch(() => undefined);
+    if (newest && newest.version > this.#reg.manifest.version) {
+      return { ...check, status: 'ok', detail: `read-only view of v${check.version}; the writer has committed v${newest.version} since` };
+    }
+    return check;
   }
 
   /**
@@ -227,16 +260,19 @@ export class CollectionCore {
    * rewritten.
    */
   async createIndex(indexes: PayloadIndexes): Promise<string[]> {
+    this.#writable('createIndex');
     await this.#reg.commit({ indexes: { ...(this.#reg.manifest.indexes ?? {}), ...indexes } });
     return this.#compactor.reindex();
   }
 
   compact(ids: string[]): Promise<CompactionResult> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('compact'));
     return this.#compactor.compact(ids);
   }
 
   /** Clustering compaction (gc/clustering.ts): every local segment rewritten into regions. */
   cluster(opts: ClusterOptions = {}): Promise<ClusterCompactionResult> {
+    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('cluster'));
     return this.#clusterer.cluster(opts);
   }
 
@@ -288,6 +324,14 @@ export class CollectionCore {
       status: s.error ? 'unavailable' : 'ok',
       region: currentRegion(this.#reg.manifest, s.meta),
     }));
+  }
+
+  async describeSegment(id: string): Promise<SegmentDetail> {
+    const seg = this.#reg.require(id);
+    const info = this.segments().find((s) => s.id === id)!;
+    const local = path.relative(path.dirname(this.#ctx.warm.root), this.#copies.localPath(seg));
+    const copies = await describeCopies(seg, this.#ctx.cold, local);
+    return { ...info, ...copies, access: { ...this.#ctx.access.snapshot(id), halfLifeMs: this.#ctx.access.halfLifeMs } };
   }
 
   /** What the tiering policy needs to know of each segment. */

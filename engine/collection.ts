@@ -9,7 +9,7 @@ import { normalizeInPlace } from '../index/distance.js';
 import { checkTier, TIERS, type Tier } from '../format/manifest.js';
 import type { Metric } from '../format/segment.js';
 import type { MoveResult } from '../tiers/migrator.js';
-import type { CollectionCore, SegmentInfo } from './collection-core.js';
+import type { CollectionCore, SegmentDetail, SegmentInfo } from './collection-core.js';
 import type { ExplainResult, SearchHit, SearchRequest, StoredRecord } from './read-path.js';
 import { compileFilter, type Filter, type Payload } from './filter.js';
 import { fillIndexes } from './options.js';
@@ -148,6 +148,17 @@ export class Collection {
   segments(): SegmentInfo[] {
     this.#check();
     return this.#core.segments();
+  }
+
+  /**
+   * One segment in depth: its SegmentInfo, per section the kind, raw size and, for the local and
+   * the remote copy, codec, stored size and ratio (the remote table costs two ranged GETs; if the
+   * store does not answer, `remote.error` says so), and its access statistics in this process.
+   */
+  async describeSegment(segmentId: string): Promise<SegmentDetail> {
+    this.#check();
+    if (typeof segmentId !== 'string') throw new TypeError('segment id must be a string');
+    return this.#core.describeSegment(segmentId);
   }
 
   /** Pins a segment to a tier and moves it there; the tiering policy leaves pinned segments be. */

@@ -23,9 +23,9 @@ export interface EngineContext extends TierContext {
 }
 
 /** The shared parts of a database (or a read replica) in `dir`: its pool, tiers and statistics. */
-export function createEngineContext(dir: string, options: FilledOptions, store: ObjectStore, fence: WriterFence | undefined, nudgeTiering: () => void): EngineContext {
+/** `tmpDir`: scratch downloads (default `<dir>/tmp`; a read-only open uses one outside `dir`). */
+export function createEngineContext(dir: string, options: FilledOptions, store: ObjectStore, fence: WriterFence | undefined, nudgeTiering: () => void, tmpDir = path.join(dir, 'tmp')): EngineContext {
   const pool = new WorkerPool(options.workers, { taskTimeoutMs: options.taskTimeoutMs, nice: options.workerNice });
-  const tmpDir = path.join(dir, 'tmp');
   const access = new AccessTracker({ clock: options.clock, halfLifeMs: options.tiering.halfLifeMs });
   return {
     pool,

@@ -6,7 +6,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { StratavecError, ioError } from '../format/errors.js';
+import { StratavecError, ioError, readOnlyError } from '../format/errors.js';
 import { TEMP_PREFIX, fsyncDir, mkdirDurable } from '../format/fsutil.js';
 import { MANIFEST_FORMAT, type CollectionManifest } from '../format/manifest.js';
 import { validateCollectionName } from '../format/names.js';
@@ -32,6 +32,8 @@ import { StatsPublisher } from './stats-file.js';
 import { residentMemory } from './resident-memory.js';
 import { Replica, type ReplicaOptions } from './replica.js';
 import { CONFIG_FILE, configOf, isDatabase, mergeRecorded, readConfig, sameConfig, writeConfig, type RecordedConfig } from './config.js';
+import { makeScratchDir, openCollectionsReadOnly } from './read-only.js';
+import { repairManifests, type ManifestRecovery, type RepairManifestsOptions } from './manifest-recovery.js';
 
 export interface CollectionOptions {
   dimension: number;
@@ -49,7 +51,7 @@ export class Database {
   readonly dir: string;
   readonly options: Readonly<FilledOptions>;
   #status: DatabaseStatus = 'opening';
-  readonly #lock: DirectoryLock;
+  readonly #lock: Pick<DirectoryLock, 'release'>;
   readonly #ctx: EngineContext;
   readonly #cores = new Map<string, CollectionCore>();
   readonly #handles = new Map<string, Collection>();
@@ -59,15 +61,16 @@ export class Database {
   readonly #fence: WriterFence;
   #heartbeat: NodeJS.Timeout | undefined;
 
-  private constructor(dir: string, options: FilledOptions, lock: DirectoryLock, store: ObjectStore, fence: WriterFence) {
+  private constructor(dir: string, options: FilledOptions, lock: Pick<DirectoryLock, 'release'>, store: ObjectStore, fence: WriterFence, scratch?: string) {
     this.#fence = fence;
     this.dir = dir;
     this.options = Object.freeze(options);
     this.#lock = lock;
-    this.#ctx = createEngineContext(dir, options, store, fence, () => this.tiering.nudge());
+    this.#ctx = createEngineContext(dir, options, store, fence, () => this.tiering.nudge(), scratch);
     this.tiering = new Tiering({ collections: () => this.#cores.values(), access: this.#ctx.access, options });
     this.#maintenance = new Maintenance({ dir, ctx: this.#ctx, cores: () => this.#cores });
-    this.#publisher = new StatsPublisher(dir, options.statsIntervalMs, () => this.#snapshot(), () => options.clock.now());
+    this.#publisher = new StatsPublisher(dir, options.statsIntervalMs, () => this.#snapshot(), () => options.clock.now(),
+      () => ({ halfLifeMs: this.#ctx.access.halfLifeMs, segments: this.#ctx.access.entries() }));
   }
 
   readonly #publisher: StatsPublisher;
@@ -80,6 +83,7 @@ export class Database {
     if (typeof dir !== 'string' || dir.length === 0) throw new TypeError('Database.open expects a directory path');
     const abs = path.resolve(dir);
     const given = fillOptions(abs, options); // bad options fail before anything is touched
+    if (given.readOnly) return Database.#openReadOnly(abs, options);
     if (!given.create && !(await isDatabase(abs))) {
       throw new StratavecError('ERR_DATABASE_NOT_FOUND', `${abs} is not a stratavec database (no ${CONFIG_FILE} or collections/ in it)`);
     }
@@ -145,6 +149,51 @@ export class Database {
    *  to the bucket, following the writer's manifest versions. */
   static openReplica(cacheDir: string, options: ReplicaOptions): Promise<Replica> {
     return Replica.open(cacheDir, options);
+  }
+
+  // ---- read-only open (engine/read-only.ts): no lock, no claim, nothing written in `dir` ----
+
+  static async #openReadOnly(abs: string, options: DatabaseOptions): Promise<Database> {
+    if (!(await isDatabase(abs))) {
+      throw new StratavecError('ERR_DATABASE_NOT_FOUND', `${abs} is not a stratavec database (no ${CONFIG_FILE} or collections/ in it)`);
+    }
+    const filled = fillOptions(abs, mergeRecorded(abs, options, await readConfig(abs)));
+    const store = await openObjectStore(filled.objectStore, { ...filled.objectStoreTuning, clock: filled.clock });
+    // Unclaimed, as the offline path's: any commit that slipped past the ERR_READ_ONLY guards
+    // is refused there too, and nothing is ever put in the bucket (no claim, no heartbeat).
+    const fence = WriterFence.refusing(store, filled.clock, readOnlyError('committing a manifest version'));
+    let scratch: string | undefined;
+    let db: Database | undefined;
+    try {
+      scratch = await makeScratchDir();
+      db = new Database(abs, filled, { release: async () => undefined }, store, fence, scratch);
+      for (const [name, core] of await openCollectionsReadOnly(db.#ctx, abs)) db.#cores.set(name, core);
+    } catch (err) {
+      if (db) await db.#ctx.pool.destroy();
+      await store.close();
+      if (scratch) await fsp.rm(scratch, { recursive: true, force: true });
+      throw err;
+    }
+    db.#status = 'open'; // no tiering, maintenance, heartbeat or stats publishing
+    return db;
+  }
+
+  /**
+   * Restores each collection's newest manifest from the object store when the local file is
+   * corrupt or missing (engine/manifest-recovery.ts; README "Verify and repair"). Run while the
+   * database is closed: it takes the directory lock. `dryRun` reports and changes nothing.
+   */
+  static repairManifests(dir: string, options?: RepairManifestsOptions): Promise<ManifestRecovery[]> {
+    return repairManifests(dir, options);
+  }
+
+  /** True for a database opened with `readOnly: true`. */
+  get readOnly(): boolean {
+    return this.options.readOnly;
+  }
+
+  #checkWritable(what: string): void {
+    if (this.options.readOnly) throw readOnlyError(what);
   }
 
   get status(): DatabaseStatus {
@@ -222,6 +271,7 @@ export class Database {
       if (!Number.isInteger(v) || v < min! || v > max!) throw new StratavecError('ERR_INVALID_ARGUMENT', `hnsw.${key} must be an integer in [${min}, ${max}]`);
     }
     const indexes = fillIndexes(options.indexes);
+    this.#checkWritable('createCollection');
     if (this.#cores.has(name)) throw new StratavecError('ERR_COLLECTION_EXISTS', `collection ${name} already exists`);
 
     const colDir = path.join(this.dir, 'collections');
@@ -282,6 +332,7 @@ export class Database {
     validateCollectionName(name);
     const core = this.#cores.get(name);
     if (!core) throw new StratavecError('ERR_COLLECTION_NOT_FOUND', `collection ${name} does not exist`);
+    this.#checkWritable('dropCollection');
     // Only the prefix's current writer may delete its remote objects, and a drop needs the bucket:
     // the collection's remote manifest versions must be gone before its local directory is, or
     // the next open would adopt it again from them (engine/bucket.ts). With the store unreachable
@@ -360,6 +411,7 @@ export class Database {
    */
   async verify(options: VerifyOptions = {}): Promise<VerifyReport> {
     this.#checkOpen();
+    if (options?.repair === true) this.#checkWritable('verify with repair');
     return this.#maintenance.verify(options);
   }
 
@@ -369,6 +421,7 @@ export class Database {
    */
   async gc(options: GcOptions = {}): Promise<GcReport> {
     this.#checkOpen();
+    if (options?.dryRun !== true) this.#checkWritable('gc without dryRun');
     return this.#maintenance.gc(options);
   }
 
@@ -376,6 +429,7 @@ export class Database {
    *  `cluster: true` rewrites every local segment into regions (README "Clustering compaction"). */
   async compact(options: CompactOptions = {}): Promise<CompactReport> {
     this.#checkOpen();
+    if (options?.dryRun !== true) this.#checkWritable('compact without dryRun');
     return this.#maintenance.compact(options);
   }
 
@@ -449,6 +503,7 @@ export class Database {
       this.#ctx.hot.clear();
       await this.#ctx.pool.destroy();
       await this.#ctx.cold.store.close();
+      if (this.options.readOnly) await fsp.rm(this.#ctx.tmpDir, { recursive: true, force: true });
     } finally {
       await this.#lock.release();
       this.#status = 'closed';

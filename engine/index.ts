@@ -3,7 +3,8 @@
 export { Database, type CollectionOptions, type DatabaseStatus } from './database.js';
 export { Replica, ReplicaCollection, type ReplicaOptions, type ReplicaStats } from './replica.js';
 export { Collection, type UpsertRecord, type SearchOptions, MAX_PAYLOAD_BYTES, MAX_K } from './collection.js';
-export type { SegmentInfo } from './collection-core.js';
+export type { SegmentInfo, SegmentDetail } from './collection-core.js';
+export type { SectionDetail, StoredSection, CopyDetail } from '../tiers/segment-detail.js';
 export { SEARCH_CHANNEL, type SearchHit, type StoredRecord, type ExplainResult, type SegmentTrace, type SearchHow } from './read-path.js';
 export type { SegmentCheck, CopyCheck } from '../tiers/verify.js';
 export type { CompactionResult } from '../gc/compactor.js';
@@ -24,4 +25,5 @@ export type { DatabaseOptions, S3ObjectStoreOptions, Clock, MaintenanceOptions }
 export type { Filter, Payload } from './filter.js';
 export { StratavecError, ErrorCodes, isStratavecError, type ErrorCode } from '../format/errors.js';
 export type { Metric, HnswParams } from '../index/hnsw.js';
-export { readPublishedStats, type PublishedStats } from './stats-file.js';
+export { readPublishedStats, publishedAccess, type PublishedStats, type PublishedAccess } from './stats-file.js';
+export type { ManifestRecovery, RepairManifestsOptions } from './manifest-recovery.js';

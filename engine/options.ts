@@ -74,6 +74,10 @@ export interface DatabaseOptions {
   /** How often db.stats() is written to `<dir>/stats.json` for tools outside the process (the
    *  admin CLI); 0 never. Default 10 s. */
   statsIntervalMs?: number;
+  /** Open to look, beside a process that has the database open for writing: no directory lock,
+   *  no writer claim, nothing written in `dir` (README "Read-only open"). Every mutating call then
+   *  fails with ERR_READ_ONLY. Implies `create: false` and `recordConfig: false`. Default false. */
+  readOnly?: boolean;
 }
 
 export interface TieringOptions {
@@ -136,6 +140,7 @@ export interface FilledOptions {
   recordConfig: boolean;
   relocateObjectStore: boolean;
   statsIntervalMs: number;
+  readOnly: boolean;
 }
 
 export const kDefaultOptions = Object.freeze({
@@ -180,7 +185,7 @@ function positiveInt(name: string, v: unknown, min: number, max: number): number
 const KNOWN_KEYS = {
   options: ['objectStore', 'hotBytes', 'warmBytes', 'workers', 'segmentMaxRecords', 'clock', 'uploadOnSeal', 'warmScanMaxRecords',
     'tiering', 'maintenance', 'compressionMinSavings', 'taskTimeoutMs', 'workerNice', 'objectStoreTuning', 'create', 'recordConfig',
-    'relocateObjectStore', 'statsIntervalMs', 'takeover', 'heartbeatMs', 'writerStaleMs', 'maxUnsealedMs', 'offline'],
+    'relocateObjectStore', 'statsIntervalMs', 'takeover', 'heartbeatMs', 'writerStaleMs', 'maxUnsealedMs', 'offline', 'readOnly'],
   // Derived from the defaults, so a new nested option is known the moment it has a default.
   tiering: ['policy', ...Object.keys(kDefaultOptions.tiering)],
   maintenance: Object.keys(kDefaultOptions.maintenance),
@@ -224,6 +229,8 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
   }
   const clock = o.clock ?? kDefaultOptions.clock;
   if (typeof clock.now !== 'function') throw new TypeError('clock must have a now() method');
+  const readOnly = o.readOnly === undefined ? false : bool('readOnly', o.readOnly);
+  if (readOnly && o.create === true) throw new StratavecError('ERR_INVALID_ARGUMENT', 'option readOnly cannot be combined with create: true (a read-only open never creates a database)');
   return {
     objectStore,
     hotBytes: o.hotBytes === undefined ? kDefaultOptions.hotBytes : positiveInt('hotBytes', o.hotBytes, 0, Number.MAX_SAFE_INTEGER),
@@ -243,10 +250,11 @@ export function fillOptions(dir: string, options: DatabaseOptions = {}): FilledO
     taskTimeoutMs: o.taskTimeoutMs === undefined ? 0 : positiveInt('taskTimeoutMs', o.taskTimeoutMs, 0, 24 * 3600_000),
     workerNice: o.workerNice === undefined ? DEFAULT_WORKER_NICE : positiveInt('workerNice', o.workerNice, 0, MAX_NICE),
     objectStoreTuning: { ...(o.objectStoreTuning ?? {}) },
-    create: o.create === undefined ? true : bool('create', o.create),
-    recordConfig: o.recordConfig === undefined ? true : bool('recordConfig', o.recordConfig),
+    create: readOnly ? false : o.create === undefined ? true : bool('create', o.create),
+    recordConfig: readOnly ? false : o.recordConfig === undefined ? true : bool('recordConfig', o.recordConfig),
     relocateObjectStore: o.relocateObjectStore === undefined ? false : bool('relocateObjectStore', o.relocateObjectStore),
     statsIntervalMs: o.statsIntervalMs === undefined ? 10_000 : positiveInt('statsIntervalMs', o.statsIntervalMs, 0, 24 * 3600_000),
+    readOnly,
     ...fillWriter(o),
   };
 }

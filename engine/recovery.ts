@@ -2,6 +2,8 @@
 // attach every committed segment (mapping warm files, reading cold stubs, repairing a damaged
 // local copy from the remote one), rebuild the id -> location map, and replay the WAL over the
 // last manifest. A torn tail record is dropped; a corrupt middle record is an error.
+// Read-only (engine/read-only.ts): nothing is removed or truncated, and a torn tail (possibly a
+// frame the writer is appending right now) is only left out of what is replayed in memory.
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
@@ -12,13 +14,13 @@ import type { CopyVerifier } from '../tiers/verify.js';
 import { SegmentRegistry } from './segment-registry.js';
 import { WAL_RE, walPath, type WritePath } from './write-path.js';
 
-export async function recoverCollection(reg: SegmentRegistry, warm: WarmTier, verifier: CopyVerifier, writes: WritePath): Promise<void> {
-  await removeLeftovers(reg, warm);
+export async function recoverCollection(reg: SegmentRegistry, warm: WarmTier, verifier: CopyVerifier, writes: WritePath, readOnly = false): Promise<void> {
+  if (!readOnly) await removeLeftovers(reg, warm);
   for (const seg of reg.list()) {
     const ids = await verifier.attach(seg);
     if (ids) reg.index(seg, ids);
   }
-  await replayWal(reg, writes);
+  await replayWal(reg, writes, readOnly);
 }
 
 async function removeLeftovers(reg: SegmentRegistry, warm: WarmTier): Promise<void> {
@@ -37,27 +39,27 @@ async function removeLeftovers(reg: SegmentRegistry, warm: WarmTier): Promise<vo
   }
 }
 
-async function replayWal(reg: SegmentRegistry, writes: WritePath): Promise<void> {
+async function replayWal(reg: SegmentRegistry, writes: WritePath, readOnly: boolean): Promise<void> {
   const walDir = path.join(reg.dir, 'wal');
   const first = reg.manifest.walSeq;
   const seqs: number[] = [];
   for (const name of await fsp.readdir(walDir)) {
     const m = WAL_RE.exec(name);
     if (!m) {
-      if (name.startsWith(TEMP_PREFIX)) await fsp.rm(path.join(walDir, name), { force: true });
+      if (name.startsWith(TEMP_PREFIX) && !readOnly) await fsp.rm(path.join(walDir, name), { force: true });
       continue;
     }
     const seq = Number(m[1]);
     // Files before the manifest's walSeq are covered by committed segments.
-    if (seq < first) await fsp.rm(path.join(walDir, name), { force: true });
-    else seqs.push(seq);
+    if (seq >= first) seqs.push(seq);
+    else if (!readOnly) await fsp.rm(path.join(walDir, name), { force: true });
   }
   seqs.sort((a, b) => a - b);
   for (const seq of seqs) {
     const file = walPath(reg.dir, seq);
     const { ops, validBytes, tornBytes } = await readWal(file, reg.dimension);
     for (const op of ops) writes.apply(op);
-    if (tornBytes > 0) {
+    if (tornBytes > 0 && !readOnly) {
       // An unacknowledged write torn by a crash: drop it so appends continue on a clean frame.
       const w = await WalWriter.open(file);
       await w.truncateTo(validBytes);

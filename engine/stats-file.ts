@@ -8,6 +8,13 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { TEMP_PREFIX } from '../format/fsutil.js';
 import { StratavecError, ioError } from '../format/errors.js';
+import { decayedCount, type AccessSnapshot, type TierHits } from '../tiers/access-stats.js';
+
+/** Per-segment access counts as the access tracker stores them (undecayed, as of `at`). */
+export interface PublishedAccess {
+  halfLifeMs: number;
+  segments: Record<string, { value: number; at: number; lastAccess: number; hits: TierHits }>;
+}
 
 export const STATS_FILE = 'stats.json';
 
@@ -20,6 +27,8 @@ export interface PublishedStats {
   /** false in the last write, made by close(). */
   open: boolean;
   stats: unknown;
+  /** The running process's per-segment access statistics (see publishedAccess). */
+  access?: PublishedAccess;
 }
 
 export class StatsPublisher {
@@ -27,12 +36,14 @@ export class StatsPublisher {
   readonly #intervalMs: number;
   readonly #snapshot: () => unknown;
   readonly #now: () => number;
+  readonly #access: (() => PublishedAccess) | undefined;
   #timer: NodeJS.Timeout | undefined;
   /** The last figures written: an idle database does not rewrite its file every tick. */
   #last = '';
   #writing: Promise<void> = Promise.resolve();
 
-  constructor(dir: string, intervalMs: number, snapshot: () => unknown, now: () => number) {
+  constructor(dir: string, intervalMs: number, snapshot: () => unknown, now: () => number, access?: () => PublishedAccess) {
+    this.#access = access;
     this.#file = path.join(dir, STATS_FILE);
     this.#intervalMs = intervalMs;
     this.#snapshot = snapshot;
@@ -58,10 +69,11 @@ export class StatsPublisher {
   #publish(open: boolean): void {
     let body: string;
     try {
-      const figures = JSON.stringify({ open, stats: this.#snapshot() });
+      const figures = JSON.stringify({ open, stats: this.#snapshot(), access: this.#access?.() });
       if (figures === this.#last) return;
       this.#last = figures;
-      const doc: PublishedStats = { pid: process.pid, writtenAt: this.#now(), intervalMs: this.#intervalMs, open, stats: JSON.parse(figures).stats };
+      const parsed = JSON.parse(figures) as Pick<PublishedStats, 'stats' | 'access'>;
+      const doc: PublishedStats = { pid: process.pid, writtenAt: this.#now(), intervalMs: this.#intervalMs, open, stats: parsed.stats, ...(parsed.access ? { access: parsed.access } : {}) };
       body = `${JSON.stringify(doc)}\n`;
     } catch {
       return; // a snapshot that cannot be taken now: the next tick or the final write covers it
@@ -93,4 +105,12 @@ export async function readPublishedStats(dir: string): Promise<PublishedStats | 
   } catch (err) {
     throw new StratavecError('ERR_IO', `${STATS_FILE} in ${dir} is not JSON`, { cause: err });
   }
+}
+
+/** One segment's access statistics as a published file has them, its count decayed to `now`;
+ *  undefined when the file has none for it (never accessed by that process). */
+export function publishedAccess(p: PublishedStats, segmentId: string, now = Date.now()): (AccessSnapshot & { halfLifeMs: number }) | undefined {
+  const e = p.access?.segments[segmentId];
+  if (!p.access || !e) return undefined;
+  return { frequency: decayedCount(e.value, e.at, now, p.access.halfLifeMs), lastAccess: e.lastAccess, hits: { ...e.hits }, halfLifeMs: p.access.halfLifeMs };
 }

@@ -2,7 +2,7 @@
 // frequency, budgets) and executes its plan through verified migrations. Runs on an interval and
 // on budget pressure; plan() is a dry run. The policy decides; this module only gathers and acts.
 
-import { StratavecError, isStratavecError } from '../format/errors.js';
+import { StratavecError, isStratavecError, readOnlyError } from '../format/errors.js';
 import type { AccessTracker } from '../tiers/access-stats.js';
 import { DefaultTieringPolicy, type TieringPlan, type TieringPolicy, type SegmentState, type TierBudgets } from '../tiers/policy.js';
 import { TIERS } from '../format/manifest.js';
@@ -81,6 +81,7 @@ export class Tiering {
 
   /** Plans and executes the moves in order (demotions first). One run at a time. */
   apply(): Promise<ApplyResult> {
+    if (this.#host.options.readOnly) return Promise.reject(readOnlyError('tiering apply'));
     this.#running ??= this.#apply().finally(() => {
       this.#running = undefined;
     });
@@ -132,7 +133,7 @@ export class Tiering {
 
   /** Runs the policy soon, e.g. after a seal grew the local tier. */
   nudge(): void {
-    if (this.#host.options.tiering.intervalMs === 0) return;
+    if (this.#host.options.tiering.intervalMs === 0 || this.#host.options.readOnly) return;
     setImmediate(() => this.#tick()).unref();
   }
 

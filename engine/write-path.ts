@@ -5,7 +5,7 @@
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { StratavecError } from '../format/errors.js';
+import { StratavecError, readOnlyError } from '../format/errors.js';
 import type { ManifestSegment } from '../format/manifest.js';
 import { WalWriter, encodeWalFrame, type WalOp, type WalUpsertRecord } from '../format/wal.js';
 import type { SealResult } from '../workers/seal.js';
@@ -100,6 +100,8 @@ export class WritePath {
     this.#walSeq = walSeq;
     this.#growingWalFrom = walFrom;
     this.#planned = this.#growing.count;
+    // Read-only: the WAL belongs to the writer beside us; it is never opened for append here.
+    if (this.#ctx.options.readOnly) return;
     this.#wal = await WalWriter.open(walPath(this.#reg.dir, walSeq));
     if (this.#growing.count >= this.#ctx.options.segmentMaxRecords) this.#startRotation();
     else if (this.#growing.count > 0) this.#armAgeSeal();
@@ -116,6 +118,7 @@ export class WritePath {
   }
 
   async #append(frame: Buffer, op: WalOp, rows: number): Promise<void> {
+    if (this.#ctx.options.readOnly) throw readOnlyError(op.type);
     while (this.#rotating) await this.#rotating;
     this.#reg.checkOpen();
     // A superseded writer could never commit these rows: refuse rather than acknowledge them.
@@ -317,6 +320,7 @@ export class WritePath {
 
   /** Seals whatever is growing now and waits until every frozen range is committed. */
   async flush(): Promise<void> {
+    if (this.#ctx.options.readOnly) throw readOnlyError('flush');
     while (this.#rotating) await this.#rotating;
     if (this.#growing.count > 0) {
       this.#startRotation();

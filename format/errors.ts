@@ -58,7 +58,7 @@ export const ErrorCodes = {
   ERR_OBJECT_STORE_MISMATCH: 'ERR_OBJECT_STORE_MISMATCH',
   /** `<dir>/config.json` is not a readable stratavec configuration. */
   ERR_CONFIG_CORRUPT: 'ERR_CONFIG_CORRUPT',
-  /** A write on a read-only handle (a read replica): nothing was changed. */
+  /** A mutating call on a read-only handle (`readOnly: true`, a read replica); nothing was changed. */
   ERR_READ_ONLY: 'ERR_READ_ONLY',
 } as const;
 
@@ -76,6 +76,11 @@ export class StratavecError extends Error {
 
 export function isStratavecError(err: unknown, code?: ErrorCode): err is StratavecError {
   return err instanceof StratavecError && (code === undefined || err.code === code);
+}
+
+/** ERR_READ_ONLY for `what` (e.g. 'upsert'), refused on a database opened with `readOnly: true`. */
+export function readOnlyError(what: string): StratavecError {
+  return new StratavecError('ERR_READ_ONLY', `${what} is refused: the database was opened read-only (readOnly: true); nothing was changed`);
 }
 
 /** Maps a Node system error from a local file operation to a coded error, keeping it as cause. */

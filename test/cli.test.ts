@@ -14,35 +14,10 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Database, type DatabaseOptions } from '../engine/index.js';
 import { startS3rver, S3RVER_CREDENTIALS } from '../harness/s3rver.js';
 import { hashTree, hasCode, track, withTmpDir } from './helpers/tmp.js';
+import { MAIN, cli, show, type Run } from './helpers/cli-run.js';
 
-const MAIN = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 const DIM = 8;
 const QUIET: DatabaseOptions = { workers: 1, tiering: { intervalMs: 0 }, maintenance: { gcIntervalMs: 0, scrubIntervalMs: 0, compactIntervalMs: 0 } };
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs the CLI; `onStderr` sees stderr as it arrives (to send a signal at the right moment). */
-function cli(args: string[], env: NodeJS.ProcessEnv = {}, onStderr?: (text: string, child: ReturnType<typeof spawn>) => void): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const base = { ...process.env };
-    for (const k of Object.keys(base)) if (k.startsWith('STRATAVEC_')) delete base[k];
-    const child = spawn(process.execPath, [MAIN, ...args], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-      onStderr?.(stderr, child);
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-  });
-}
 
 /** A shell pipeline `stratavec ARGS | true`: the reader is gone before the CLI writes. */
 function cliIntoClosedPipe(args: string[]): Promise<Run> {
@@ -58,7 +33,6 @@ function cliIntoClosedPipe(args: string[]): Promise<Run> {
   });
 }
 
-const show = (r: Run) => `exit ${r.code}${r.signal ? ` (${r.signal})` : ''}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 
 /**
  * An app's database: `segments` sealed segments of 50 rows in collection docs, the first `cold` of
@@ -329,26 +303,26 @@ test('Ctrl-C during a migration finishes the move in flight, prints a summary an
   });
 });
 
-test('beside a running app: status and stats show what it publishes; commands that need the lock say so', async () => {
+test('beside a running app: status reads it read-only and adds what the app publishes; commands that need the lock say it is in use', async () => {
   await withTmpDir('cli-running', async (dir) => {
     const { dbDir } = await appDatabase(dir);
     const app = track(await Database.open(dbDir, { ...QUIET, statsIntervalMs: 50 }));
     await app.collection('docs').search(new Float32Array(DIM), { k: 3 });
     const status = await cli(['status', dbDir, '--json']);
     assert.equal(status.code, 0, show(status));
-    const sj = JSON.parse(status.stdout) as { source: string; pid: number; open: boolean; stats: { collections: Record<string, { records: number }> } };
-    assert.equal(sj.source, 'published');
-    assert.equal(sj.pid, process.pid);
-    assert.equal(sj.open, true);
-    assert.equal(sj.stats.collections['docs']?.records, 200);
+    const sj = JSON.parse(status.stdout) as { collections: Array<{ name: string; records: number }>; serving: { pid: number } | null };
+    assert.equal(sj.serving?.pid, process.pid);
+    assert.deepEqual(sj.collections.map((c) => [c.name, c.records]), [['docs', 200]]);
     const text = await cli(['status', dbDir]);
     assert.equal(text.code, 0, show(text));
-    assert.match(text.stdout, /open in another process/);
+    assert.match(text.stdout, new RegExp(`serving process ${process.pid}`));
     const stats = await cli(['stats', dbDir, '--json']);
     assert.equal((JSON.parse(stats.stdout) as { source: string }).source, 'published');
     const info = await cli(['info', dbDir]);
-    assert.equal(info.code, 1, show(info));
-    assert.match(info.stderr, /ERR_DATABASE_LOCKED.*status/);
+    assert.equal(info.code, 0, show(info));
+    const pin = await cli(['pin', dbDir, 'docs.3', 'cold']);
+    assert.equal(pin.code, 1, show(pin));
+    assert.match(pin.stderr, /ERR_DATABASE_LOCKED[\s\S]*in use by another process/);
     await app.close();
     const last = JSON.parse(await fsp.readFile(path.join(dbDir, 'stats.json'), 'utf8')) as { open: boolean };
     assert.equal(last.open, false, 'close() publishes a last time');

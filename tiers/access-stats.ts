@@ -117,12 +117,25 @@ export class AccessTracker {
     this.#saving.delete(segmentId);
   }
 
+  /** Every entry as stored (count as of `at`, undecayed), for a reader in another process to
+   *  decay with decayedCount: it changes only when a segment is accessed. */
+  entries(): Record<string, { value: number; at: number; lastAccess: number; hits: TierHits }> {
+    const out: Record<string, { value: number; at: number; lastAccess: number; hits: TierHits }> = {};
+    for (const [id, e] of this.#entries) out[id] = { value: e.value, at: e.at, lastAccess: e.lastAccess, hits: { ...e.hits } };
+    return out;
+  }
+
   snapshot(segmentId: string): AccessSnapshot {
     return { frequency: this.frequency(segmentId), lastAccess: this.lastAccess(segmentId), hits: this.hits(segmentId) };
   }
 
   #decayed(e: Entry, now: number): number {
-    const dt = now - e.at;
-    return dt <= 0 ? e.value : e.value * Math.pow(2, -dt / this.halfLifeMs);
+    return decayedCount(e.value, e.at, now, this.halfLifeMs);
   }
+}
+
+/** A count of `value` as of `at`, decayed to `now` (halving every `halfLifeMs`). */
+export function decayedCount(value: number, at: number, now: number, halfLifeMs: number): number {
+  const dt = now - at;
+  return dt <= 0 ? value : value * Math.pow(2, -dt / halfLifeMs);
 }

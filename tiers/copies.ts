@@ -3,10 +3,15 @@
 // (download + decode + map), stubs cut from a verified local copy or rebuilt from the remote one,
 // and the worker-side CRC check of a local file. Every transfer is checked against the
 // manifest's CRC32s before the manifest is switched; nothing here decides when a copy moves.
+// Read-only (options.readOnly): copies are read, never written; a cold segment a read needs is
+// fetched to the scratch directory and mapped from there, a missing stub read from the remote
+// copy into memory, and a bad local copy is reported (the segment unavailable), not repaired.
 
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { StratavecError } from '../format/errors.js';
+import { crc32 } from '../format/crc32.js';
 import { mapReadOnly } from '../format/mapped-file.js';
 import {
   SectionKind, StringTable, encodeSegment, writeSegmentFile, SegmentReader, HEADER_SIZE, TRAILER_SIZE, Codec,
@@ -45,8 +50,8 @@ export class SegmentCopies {
   }
 
   /** Maps a warm segment's local file (structure checked, CRCs not: see CopyVerifier). */
-  map(seg: SealedSegment): SegmentView {
-    const view = this.#ctx.warm.mapSegment(this.#cat.name, seg.meta, this.#cat.dimension);
+  map(seg: SealedSegment, file?: string): SegmentView {
+    const view = this.#ctx.warm.mapSegment(this.#cat.name, seg.meta, this.#cat.dimension, file);
     seg.bounds ??= readSegmentBounds(view.reader); // CRC-checked: a bad one is a bad file
     return view;
   }
@@ -77,6 +82,10 @@ export class SegmentCopies {
    * set, when there is no remote copy or it cannot be fetched.
    */
   async refetchLocal(seg: SealedSegment, cause: StratavecError): Promise<void> {
+    if (this.#ctx.options.readOnly) {
+      seg.error = cause;
+      throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `segment ${seg.id}: local copy is bad, and a read-only open does not repair it (verify --repair does): ${cause.message}`, { cause });
+    }
     const file = this.localPath(seg);
     const qdir = path.join(this.#cat.dir, 'quarantine');
     await fsp.mkdir(qdir, { recursive: true });
@@ -102,6 +111,7 @@ export class SegmentCopies {
 
   /** Queues a write-through upload; failures are counted in stats and retried by a later demotion. */
   scheduleUpload(seg: SealedSegment): void {
+    if (this.#ctx.options.readOnly) return;
     this.#uploads = this.#uploads.then(() => seg.exclusive(async () => {
       if (this.#cat.closed || !this.#cat.has(seg.id) || seg.meta.remote || seg.meta.tier !== 'warm') return;
       await this.ensureRemote(seg);
@@ -180,7 +190,15 @@ export class SegmentCopies {
     };
     const sections: Buffer[] = [];
     for (const kind of kinds) sections.push(await raw(kind));
-    await this.writeStub(seg, sections); // checked against the manifest before it is written
+    if (this.#ctx.options.readOnly) {
+      // Kept in memory only, checked as writeStub would check it.
+      const want = seg.meta.sections.filter((x) => kinds.includes(x.kind));
+      if (sections.some((b, i) => crc32(b) !== want[i]?.rawCrc)) {
+        throw new StratavecError('ERR_SEGMENT_CORRUPT', `segment ${seg.id}: the remote copy's id sections differ from the manifest`);
+      }
+    } else {
+      await this.writeStub(seg, sections); // checked against the manifest before it is written
+    }
     const b = kinds.indexOf(SectionKind.bounds);
     if (b >= 0) seg.bounds ??= decodeBounds(sections[b]!, { dimension: this.#cat.dimension, rows: seg.meta.records });
     return StringTable.open(sections[0]!, seg.meta.records);
@@ -206,6 +224,7 @@ export class SegmentCopies {
   async rehydrate(seg: SealedSegment): Promise<void> {
     const remote = seg.meta.remote;
     if (!remote) throw new StratavecError('ERR_SEGMENT_UNAVAILABLE', `cold segment ${seg.id} has no remote copy recorded`);
+    if (this.#ctx.options.readOnly) return this.#fetchToScratch(seg, remote);
     const dest = this.localPath(seg);
     const down = await this.#ctx.leases.with([dest], async () => {
       const d = await this.#ctx.cold.download(remote, dest, seg.meta.sections.map((x) => x.rawCrc));
@@ -224,5 +243,21 @@ export class SegmentCopies {
     await fsp.rm(this.stubPath(seg), { force: true });
     this.#ctx.tierStats.rehydrated(down.ms);
     this.#ctx.tierStats.migrated('cold->warm', down.rawBytes, down.bytes);
+  }
+
+  /**
+   * Read-only: a verified copy of a cold segment in the scratch directory, mapped, then unlinked
+   * (the mapping keeps it until the view goes); the manifest and the segment's tier stay as they are.
+   */
+  async #fetchToScratch(seg: SealedSegment, remote: NonNullable<SealedSegment['meta']['remote']>): Promise<void> {
+    const dest = path.join(this.#ctx.tmpDir, `${seg.id}-${randomBytes(4).toString('hex')}.seg`);
+    try {
+      const down = await this.#ctx.cold.download(remote, dest, seg.meta.sections.map((x) => x.rawCrc));
+      seg.view = this.map(seg, dest);
+      seg.verified = true; // decodeColdCopy checked every stored and raw CRC32
+      this.#ctx.tierStats.rehydrated(down.ms);
+    } finally {
+      await fsp.rm(dest, { force: true });
+    }
   }
 }

@@ -70,7 +70,9 @@ export interface TierContext {
   /** Locations garbage collection must leave alone (see leases.ts). */
   leases: LeaseSet;
   tmpDir: string;
-  options: { readonly uploadOnSeal: boolean; readonly clock: Clock };
+  /** readOnly: a look beside the directory's writer (engine/read-only.ts): copies are read, and
+   *  a cold one fetched to scratch (tmpDir), but nothing in the collection directory is written. */
+  options: { readonly uploadOnSeal: boolean; readonly clock: Clock; readonly readOnly?: boolean };
   /** Tells the tiering loop that local usage grew (a seal, a rehydration). */
   nudgeTiering: () => void;
   /** This writer's claim on the bucket prefix; every manifest version passes it. */

@@ -44,9 +44,10 @@ export class WarmTier {
   /**
    * Maps a warm segment's file as a view, checking its structure and shape (not its CRCs: that is
    * verify-on-read's job, in a worker). Throws ERR_SEGMENT_CORRUPT / ERR_SEGMENT_NOT_FOUND.
+   * `file`: another copy of it (a read-only open's scratch download).
    */
-  mapSegment(collection: string, meta: Pick<ManifestSegment, 'id' | 'seq' | 'records'>, dimension: number): SegmentView {
-    const buf = this.map(this.pathFor(collection, meta.seq));
+  mapSegment(collection: string, meta: Pick<ManifestSegment, 'id' | 'seq' | 'records'>, dimension: number, file = this.pathFor(collection, meta.seq)): SegmentView {
+    const buf = this.map(file);
     return new SegmentView(meta.id, buf, { verify: false, expect: { dimension, count: meta.records } });
   }
 

@@ -158,6 +158,13 @@ export class WriterFence {
     return fence;
   }
 
+  /** A fence that holds no claim and refuses every commit with `refusal` (a read-only open). */
+  static refusing(store: ObjectStore, clock: Clock, refusal: StratavecError): WriterFence {
+    const fence = new WriterFence(store, 0, clock);
+    fence.#fenced = refusal;
+    return fence;
+  }
+
   /** Opened without a claim (WriterFence.unclaimed). */
   get unclaimed(): boolean {
     return this.epoch === 0;
