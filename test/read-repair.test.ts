@@ -55,7 +55,9 @@ function damages(): Damage[] {
     ['emptied', async (f) => fsp.truncate(f, 0)],
     ['deleted', async (f) => fsp.rm(f)],
   ];
-  for (const v of [0, 1, 2 ** 31, 2 ** 32 - 1]) {
+  // Zero and all-ones: the smallest and the largest value each length/offset word can take (1 and
+  // 2^31 added no failure mode in earlier runs and cost two opens per case in the suite's time).
+  for (const v of [0, 2 ** 32 - 1]) {
     for (const at of [8, 12, 16, 20]) out.push(setWord('header', at, v));
     for (const at of [0, 8, 12, 16]) out.push(setWord('trailer', at, v));
   }
