@@ -67,7 +67,8 @@ function corrupt(message: string): StratavecError {
  * reached at 4,096 rows. A region of a clustered layout holds dozens of natural clusters, and
  * with sqrt(n)/4 balls (15 at 4k rows, 35 at 20k) each ball spanned several of them, so bounds
  * pruned nothing (bench:cluster: 98% of segments searched after clustering at 64 balls, 80% at
- * 256). A segment of 100k rows costs ~1.3 bytes per row of memory.
+ * 256 from k-means alone, 14% once computeBounds cuts its widest balls). A segment of 100k rows
+ * costs ~1.3 bytes per row of memory.
  */
 export function boundsCentroidCount(n: number): number {
   if (!(n > 0)) return 0;
@@ -96,16 +97,17 @@ function withNorms(dimension: number, rows: number, centroids: Float32Array, rad
 /**
  * Bounds of `n` rows of `dim` (row-major; for cosine the unit vectors as stored). k-means over a
  * sample learns half the centroids allowed; every row is assigned and measured exactly, so the
- * radii cover all n rows however good the clustering was. Then the widest ball is cut in two
- * (splitBall) while it is wider than SPLIT_RATIO times the median radius and the count allows.
- * Centroids left with no row are dropped.
+ * radii cover all n rows however good the clustering was. Then, while the count allows, the
+ * widest ball is cut in two (splitBall). Centroids left with no row are dropped.
  *
  * Why the cuts: one lower bound per segment is the minimum over its balls, so a single wide ball
  * decides it. Lloyd from k-means++ seeds leaves a few centroids between two natural clusters (or
  * holding a few stray rows of a cluster cut by a region boundary), with radii 3x the median; in
- * bench:cluster --quick (clustered segments of ~3,850 rows, 77 natural clusters each) 256 balls
- * from k-means alone left 10.4 of 13 segments searched per query, while 128 from k-means cut up
- * to 256 leave 1.8 (an exact oracle, the true nearest row per segment, needs 1.5).
+ * bench:cluster --quick (clustered segments of ~3,850 rows, 77 natural clusters each) 242 balls
+ * from k-means alone left 10.4 of 13 segments searched per query, 121 from k-means cut up to 242
+ * leave 1.8 (an exact oracle, the true nearest row per segment, needs 1.5). Stopping the cuts
+ * earlier (at 1.3x the median radius, or when a cut narrows the ball by less than 15%) did no
+ * better there and failed where k-means learnt fewer centroids than there are clusters.
  */
 export function computeBounds(vectors: Float32Array, dim: number, n: number, opts: ComputeBoundsOptions): SegmentBounds {
   if (!(vectors instanceof Float32Array)) throw new TypeError('vectors must be a Float32Array');
@@ -139,12 +141,10 @@ export function computeBounds(vectors: Float32Array, dim: number, n: number, opt
     opts.check?.();
     let widest: Ball | undefined;
     for (const b of balls) if (!b.final && (widest === undefined || b.radius > widest.radius)) widest = b;
-    if (widest === undefined) break;
-    const sorted = Float64Array.from(balls, (b) => b.radius).sort();
-    if (!(widest.radius > SPLIT_RATIO * sorted[sorted.length >> 1]!)) break;
+    if (widest === undefined || !(widest.radius > 0)) break;
     const halves = splitBall(vectors, dim, widest);
     if (halves === undefined) {
-      widest.final = true; // every row of it at one point, or no cut separates them
+      widest.final = true; // every row of it at one point, or the cut left a side empty
       continue;
     }
     balls[balls.indexOf(widest)] = halves[0];
@@ -159,9 +159,6 @@ export function computeBounds(vectors: Float32Array, dim: number, n: number, opt
   return withNorms(dim, n, centroids, radii);
 }
 
-/** Of computeBounds: a ball is cut while wider than this times the median radius. 1.3 and 1.5
- *  left the same segments searched in bench:cluster --quick; the lower one cuts a few more. */
-const SPLIT_RATIO = 1.3;
 /** Lloyd steps of a 2-means cut: it starts from the two extreme rows, so it settles quickly. */
 const SPLIT_ITERATIONS = 4;
 

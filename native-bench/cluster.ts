@@ -84,6 +84,8 @@ interface QueryObs {
   how: Record<string, number>;
   /** Segments the search met without bounds (bound -Infinity): never prunable. */
   unbounded: number;
+  /** Ids of the segments it searched. */
+  searchedIds: string[];
 }
 
 /** explain is search with the report (one code path): its wall time is the search's latency. */
@@ -96,14 +98,18 @@ async function observe(col: Collection, q: Float32Array): Promise<QueryObs> {
   let loaded = 0;
   let bytes = 0;
   let unbounded = 0;
+  const searchedIds: string[] = [];
   for (const s of e.segments) {
     if (s.bound === -Infinity) unbounded++;
     how[`${s.tier}/${s.how}`] = (how[`${s.tier}/${s.how}`] ?? 0) + 1;
-    if (!NOT_SEARCHED.has(s.how)) searched++;
+    if (!NOT_SEARCHED.has(s.how)) {
+      searched++;
+      searchedIds.push(s.id);
+    }
     if (s.loaded) loaded++;
     bytes += s.bytesFetched;
   }
-  return { ms: t, searched, segments: e.segments.length, loaded, bytesFetched: bytes, ids: e.hits.map((h) => h.id), how, unbounded };
+  return { ms: t, searched, segments: e.segments.length, loaded, bytesFetched: bytes, ids: e.hits.map((h) => h.id), how, unbounded, searchedIds };
 }
 
 async function pass(col: Collection, queries: Float32Array[]): Promise<QueryObs[]> {
@@ -304,6 +310,19 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
     }
     const endTiers = tierCounts(col);
     const segCount = col.segments().length;
+    // The hot queries' working set: segments they search in one pass, and how those searches
+    // spread over them. If it is larger than what the local budget holds, some hot queries must
+    // read cold whatever the policy does; the best the policy can do is keep the most searched.
+    const hotVisits = new Map<string, number>();
+    for (const o of steady[0]!.hot) for (const id of o.searchedIds) hotVisits.set(id, (hotVisits.get(id) ?? 0) + 1);
+    const visitCounts = [...hotVisits.values()].sort((a, b) => b - a);
+    const localAfter = endTiers['hot']! + endTiers['warm']!;
+    const totalVisits = visitCounts.reduce((a, b) => a + b, 0);
+    const workingSet = {
+      segments: hotVisits.size, localHeld: localAfter,
+      // Share of hot-query segment searches that the `localAfter` most searched segments serve.
+      bestLocalShare: visitCounts.slice(0, localAfter).reduce((a, b) => a + b, 0) / Math.max(1, totalVisits),
+    };
     const perQuery = (xs: QueryObs[][], f: (o: QueryObs) => number) => {
       const flat = xs.flat();
       return flat.reduce((a, o) => a + f(o), 0) / Math.max(1, flat.length);
@@ -325,6 +344,7 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
       allHotP50, allHotHotP50,
       allHotP99: median(allHotPasses.map((x) => percentile(x.obs.map((o) => o.ms), 99))),
       search: db.stats().search,
+      workingSet,
       steadyHow: howPerQuery(steady.flatMap((x) => x.obs)),
     };
     log(`steady: ${endTiers['cold']} of ${segCount} cold, cold reads/hot query ${skew.hotColdReadsPerQuery.toFixed(3)}, p50 ${ms(skew.p50)} vs all-hot ${ms(allHotP50)}`);
@@ -371,6 +391,8 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
           `steady state = ${opts.runs} passes after the rounds, an apply() after each (segments per tier read after the last); ${skew.reloadsPerPass.toFixed(1)} cold reads per pass; cold reads = explain segments with loaded; bytes fetched per hot q ${(skew.hotBytesFetchedPerQuery / 1e6).toFixed(2)} MB, per tail q ${(skew.tailBytesFetchedPerQuery / 1e6).toFixed(2)} MB; `
             + `segment visits per query by tier/how (where the read path met them) ${JSON.stringify(roundDeep(skew.steadyHow))}`,
           'all hot = the same stream on the same clustered segments, each promoted with db.migrate(id, "hot"), before reopening under the budget',
+          `hot queries' working set: they searched ${workingSet.segments} of ${segCount} segments in one steady pass; the budget holds ${workingSet.localHeld} local, `
+            + `and the ${workingSet.localHeld} most searched serve ${pct(workingSet.bestLocalShare)} of their segment searches (the hot clusters are random, so their rows lie in every region)`,
         ],
       },
       {

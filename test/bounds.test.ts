@@ -142,6 +142,32 @@ describe('lowerBound', () => {
     }
   });
 
+  test('wide balls are cut: blobs outnumbering the k-means centroids still get tight balls that hold', () => {
+    // 64 tight blobs far apart, 16 rows each: the cap is 64 balls, k-means learns 32, so at least
+    // half its balls span two blobs (radius ~ half the blob spacing) until cut.
+    for (const seed of [1, 2, 3]) {
+      const rand = mulberry32(seed);
+      const normal = gaussian(rand);
+      const dim = 24;
+      const blobsN = 64;
+      const n = blobsN * 16;
+      const centres = Array.from({ length: blobsN * dim }, () => normal() * 10);
+      for (const metric of METRICS) {
+        const rows = new Float32Array(n * dim);
+        for (let r = 0; r < n; r++) for (let j = 0; j < dim; j++) rows[r * dim + j] = centres[(r % blobsN) * dim + j]! + normal() * 0.05;
+        if (metric === 'cosine') for (let r = 0; r < n; r++) normalizeInPlace(rows.subarray(r * dim, r * dim + dim));
+        const what = `seed ${seed}, ${metric}`;
+        const b = computeBounds(rows, dim, n, { seed });
+        assert.ok(b.count <= boundsCentroidCount(n), `${what}: ${b.count} balls past the cap`);
+        // A blob's rows lie within ~0.05 * (sqrt(dim) + 3) of its centre (for cosine, scaled
+        // down by the norm, ~ 10 sqrt(dim)); blob centres are ~14 sqrt(dim) apart.
+        const maxR = Math.max(...b.radii);
+        assert.ok(maxR < 0.1 * Math.sqrt(dim), `${what}: widest ball ${maxR} spans more than one blob`);
+        for (const q of makeQueries(rows, n, dim, rand)) assertBoundHolds(b, rows, n, dim, q, metric, what);
+      }
+    }
+  });
+
   test('degenerate bounds: no rows is +Infinity, a NaN query never prunes, wrong dimension is coded', () => {
     const empty = computeBounds(new Float32Array(0), 4, 0, { seed: 1 });
     assert.equal(empty.count, 0);
