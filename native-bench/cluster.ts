@@ -266,7 +266,13 @@ interface SkewResult {
   p50: number;
   p99: number;
   hotP50: number;
-  workingSet: { segments: number; localHeld: number; bestLocalShare: number };
+  workingSet: {
+    segments: number; localHeld: number; bestLocalShare: number;
+    /** Searches per pass (hot queries, tail queries) of the hot-searched segments left cold, and of the local ones no hot query searched. */
+    leftCold: { hot: number; tail: number }[]; keptForTail: { hot: number; tail: number }[];
+    /** Bytes of the segments the hot queries searched; local bytes after the last apply. */
+    bytes: number; localBytesAfter: number;
+  };
   steadyHow: Record<string, number>;
 }
 
@@ -302,11 +308,23 @@ async function skewedUnderBudget(
   // The hot queries' working set: segments they search in one pass, and how those searches
   // spread over them. If it is larger than what the local budget holds, some hot queries must
   // read cold whatever the policy does; the best the policy can do is keep the most searched.
-  const hotVisits = new Map<string, number>();
-  for (const o of steady[0]!.hot) for (const id of o.searchedIds) hotVisits.set(id, (hotVisits.get(id) ?? 0) + 1);
+  const visits = (obs: QueryObs[]) => {
+    const m = new Map<string, number>();
+    for (const o of obs) for (const id of o.searchedIds) m.set(id, (m.get(id) ?? 0) + 1);
+    return m;
+  };
+  const hotVisits = visits(steady[0]!.hot);
+  const tailVisits = visits(steady[0]!.tail);
   const visitCounts = [...hotVisits.values()].sort((a, b) => b - a);
   const localHeld = endTiers['hot']! + endTiers['warm']!;
   const totalVisits = visitCounts.reduce((a, b) => a + b, 0);
+  // Where the policy's choice differs from the hot working set: hot-searched segments it left
+  // cold, and local segments the hot queries never searched (kept for the tail's searches).
+  const local = new Set(col.segments().filter((x) => x.tier !== 'cold').map((x) => x.id));
+  const bytesOf = new Map(col.segments().map((x) => [x.id, x.bytes]));
+  const workingSetBytes = [...hotVisits.keys()].reduce((a, id) => a + (bytesOf.get(id) ?? 0), 0);
+  const leftCold = [...hotVisits].filter(([id]) => !local.has(id)).map(([id, n]) => ({ hot: n, tail: tailVisits.get(id) ?? 0 }));
+  const keptForTail = [...local].filter((id) => !hotVisits.has(id)).map((id) => ({ hot: 0, tail: tailVisits.get(id) ?? 0 }));
   return {
     rounds, endTiers, segCount,
     coldFraction: endTiers['cold']! / segCount,
@@ -324,6 +342,7 @@ async function skewedUnderBudget(
     workingSet: {
       segments: hotVisits.size, localHeld,
       bestLocalShare: visitCounts.slice(0, localHeld).reduce((a, b) => a + b, 0) / Math.max(1, totalVisits),
+      leftCold, keptForTail, bytes: workingSetBytes, localBytesAfter: localBytes(col),
     },
     steadyHow: howPerQuery(steady.flatMap((x) => x.obs)),
   };
@@ -480,8 +499,11 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
       `${x.name}: rounds (stream, clock +${CLOCK_STEP_MS / 60_000} min, db.tiering.apply()): ${x.rounds.map((r, i) => `${i + 1}: ${r.applied} moves, tiers ${tiersOf(r.tiers)}, cold reads/hot q ${r.hotLoadedPerQuery.toFixed(2)}`).join('; ')}`,
       `${x.name}: steady state ${x.reloadsPerPass.toFixed(1)} cold reads per pass; bytes fetched per hot q ${(x.hotBytesFetchedPerQuery / 1e6).toFixed(2)} MB, per tail q ${(x.tailBytesFetchedPerQuery / 1e6).toFixed(2)} MB; `
         + `segment visits per query by tier/how ${JSON.stringify(roundDeep(x.steadyHow))}`,
-      `${x.name}: hot queries' working set: they searched ${x.workingSet.segments} of ${x.segCount} segments in one steady pass; the budget holds ${x.workingSet.localHeld} local, `
-        + `and the ${x.workingSet.localHeld} most searched serve ${pct(x.workingSet.bestLocalShare)} of their segment searches`,
+      `${x.name}: hot queries' working set: they searched ${x.workingSet.segments} of ${x.segCount} segments (${mb(x.workingSet.bytes)}) in one steady pass; `
+        + `after apply ${x.workingSet.localHeld} segments are local (${mb(x.workingSet.localBytesAfter)}: the policy brings local bytes down to its 70% low watermark of warmBytes), `
+        + `and the ${x.workingSet.localHeld} most searched serve ${pct(x.workingSet.bestLocalShare)} of their segment searches; `
+        + `searched by hot queries but left cold: ${x.workingSet.leftCold.length} (searches per pass, hot/tail: ${x.workingSet.leftCold.map((v) => `${v.hot}/${v.tail}`).join(' ') || '-'}); `
+        + `local but searched by no hot query: ${x.workingSet.keptForTail.length} (tail searches per pass: ${x.workingSet.keptForTail.map((v) => v.tail).join(' ') || '-'})`,
     ];
     const tables: Table[] = [
       {
