@@ -105,9 +105,11 @@ function withNorms(dimension: number, rows: number, centroids: Float32Array, rad
  * holding a few stray rows of a cluster cut by a region boundary), with radii 3x the median; in
  * bench:cluster --quick (clustered segments of ~3,850 rows, 77 natural clusters each) 242 balls
  * from k-means alone left 10.4 of 13 segments searched per query, 121 from k-means cut up to 242
- * leave 1.8 (an exact oracle, the true nearest row per segment, needs 1.5). Stopping the cuts
- * earlier (at 1.3x the median radius, or when a cut narrows the ball by less than 15%) did no
- * better there and failed where k-means learnt fewer centroids than there are clusters.
+ * leave 1.8 (an exact oracle, the true nearest row per segment, needs 1.5). Stopping the cuts at
+ * 1.3x the median radius did no better there and left straddling balls wherever most balls
+ * straddle (k-means learnt fewer centroids than there are clusters); keeping only cuts that narrow
+ * a ball by 15% did far worse (10.7 of 13). The cuts cost about what k-means over twice the
+ * centroids did (~0.2 s per such segment, measured on this loaded machine).
  */
 export function computeBounds(vectors: Float32Array, dim: number, n: number, opts: ComputeBoundsOptions): SegmentBounds {
   if (!(vectors instanceof Float32Array)) throw new TypeError('vectors must be a Float32Array');
