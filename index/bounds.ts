@@ -14,7 +14,7 @@ import type { NativeCall } from './hnsw.js';
 export const BOUNDS_VERSION = 1;
 const BOUNDS_HEADER = 16;
 /** Most centroids computed per segment (see boundsCentroidCount). */
-export const MAX_BOUNDS_CENTROIDS = 256;
+export const MAX_BOUNDS_CENTROIDS = 512;
 /** Most centroids a reader accepts: room for a later writer's choice, still a small allocation. */
 export const MAX_DECODED_CENTROIDS = 1024;
 
@@ -60,15 +60,18 @@ function corrupt(message: string): StratavecError {
 }
 
 /**
- * Centroids for a segment of n rows: one per 16 rows, clamped to 1..256 (and to n); 0 for n = 0.
+ * Centroids for a segment of n rows: one per 16 rows, clamped to 1..512 (and to n); 0 for n = 0.
  * More, smaller balls give a tighter bound, but bounds are held in memory for every segment, cold
- * ones included (c * dim * 4 bytes: 128 KiB at 256 x 128), and every query pays c * dim per segment
- * to order them (256 x 128 multiply-adds: ~0.3 ms for a dozen segments). The cap is
- * reached at 4,096 rows. A region of a clustered layout holds dozens of natural clusters, and
+ * ones included (c * dim * 4 bytes: 256 KiB at 512 x 128), and every query pays c * dim per segment
+ * to order them (512 x 128 multiply-adds: ~0.6 ms for a dozen segments). The cap is
+ * reached at 8,192 rows. A region of a clustered layout holds dozens of natural clusters, and
  * with sqrt(n)/4 balls (15 at 4k rows, 35 at 20k) each ball spanned several of them, so bounds
  * pruned nothing (bench:cluster: 98% of segments searched after clustering at 64 balls, 80% at
- * 256 from k-means alone, 14% once computeBounds cuts its widest balls). A segment of 100k rows
- * costs ~1.3 bytes per row of memory.
+ * 256 from k-means alone, 14% once computeBounds cuts its widest balls). At 200,000 rows in
+ * segments of ~16k rows (bench:cluster without --quick) 256 cut balls of ~60 rows each still left
+ * 25% of segments searched (3.5 of 14); measured offline on the same data and regions, 512 gave
+ * 16% and 1024 no better (an oracle: 11%), for twice the bounds time in the seal (~4 s instead of
+ * ~2 s per 16k rows on this loaded machine). A segment of 100k rows costs ~2.6 bytes per row.
  */
 export function boundsCentroidCount(n: number): number {
   if (!(n > 0)) return 0;
