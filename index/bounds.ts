@@ -69,8 +69,8 @@ function corrupt(message: string): StratavecError {
  * pruned nothing (bench:cluster: 98% of segments searched after clustering at 64 balls, 80% at
  * 256 from k-means alone, 14% once computeBounds cuts its widest balls). At 200,000 rows in
  * segments of ~16k rows (bench:cluster without --quick) 256 cut balls of ~60 rows each still left
- * 25% of segments searched (3.5 of 14); measured offline on the same data and regions, 512 gave
- * 16% and 1024 no better (an oracle: 11%), for twice the bounds time in the seal (~4 s instead of
+ * 25% of segments searched (3.5 of 14); 512 leave 16% (2.25 of 14, the same bench), and offline
+ * 1024 did no better (an oracle: 11%), for twice the bounds time in the seal (~4 s instead of
  * ~2 s per 16k rows on this loaded machine). A segment of 100k rows costs ~2.6 bytes per row.
  */
 export function boundsCentroidCount(n: number): number {
