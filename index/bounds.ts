@@ -14,7 +14,7 @@ import type { NativeCall } from './hnsw.js';
 export const BOUNDS_VERSION = 1;
 const BOUNDS_HEADER = 16;
 /** Most centroids computed per segment (see boundsCentroidCount). */
-export const MAX_BOUNDS_CENTROIDS = 256;
+export const MAX_BOUNDS_CENTROIDS = 512;
 /** Most centroids a reader accepts: room for a later writer's choice, still a small allocation. */
 export const MAX_DECODED_CENTROIDS = 1024;
 
@@ -40,7 +40,7 @@ export interface SegmentBounds {
 export interface ComputeBoundsOptions {
   /** Seed of the k-means sample and seeding: the same rows and seed give the same bounds. */
   seed: number;
-  /** Centroids to ask for; default boundsCentroidCount(n). */
+  /** Most centroids (balls) to keep; default boundsCentroidCount(n). */
   centroids?: number;
   /** Called between units of work; throws to abandon (a worker's stop check). */
   check?: () => void;
@@ -60,14 +60,18 @@ function corrupt(message: string): StratavecError {
 }
 
 /**
- * Centroids for a segment of n rows: one per 16 rows, clamped to 1..256 (and to n); 0 for n = 0.
+ * Centroids for a segment of n rows: one per 16 rows, clamped to 1..512 (and to n); 0 for n = 0.
  * More, smaller balls give a tighter bound, but bounds are held in memory for every segment, cold
- * ones included (c * dim * 4 bytes: 128 KiB at 256 x 128), and every query pays c * dim per segment
- * to order them (256 x 128 multiply-adds: ~0.3 ms for a dozen segments). The cap is
- * reached at 4,096 rows. A region of a clustered layout holds dozens of natural clusters, and
+ * ones included (c * dim * 4 bytes: 256 KiB at 512 x 128), and every query pays c * dim per segment
+ * to order them (512 x 128 multiply-adds: ~0.6 ms for a dozen segments). The cap is
+ * reached at 8,192 rows. A region of a clustered layout holds dozens of natural clusters, and
  * with sqrt(n)/4 balls (15 at 4k rows, 35 at 20k) each ball spanned several of them, so bounds
  * pruned nothing (bench:cluster: 98% of segments searched after clustering at 64 balls, 80% at
- * 256). A segment of 100k rows costs ~1.3 bytes per row of memory.
+ * 256 from k-means alone, 14% once computeBounds cuts its widest balls). At 200,000 rows in
+ * segments of ~16k rows (bench:cluster without --quick) 256 cut balls of ~60 rows each still left
+ * 25% of segments searched (3.5 of 14); 512 leave 16% (2.25 of 14, the same bench), and offline
+ * 1024 did no better (an oracle: 11%), for twice the bounds time in the seal (~4 s instead of
+ * ~2 s per 16k rows on this loaded machine). A segment of 100k rows costs ~2.6 bytes per row.
  */
 export function boundsCentroidCount(n: number): number {
   if (!(n > 0)) return 0;
@@ -95,36 +99,136 @@ function withNorms(dimension: number, rows: number, centroids: Float32Array, rad
 
 /**
  * Bounds of `n` rows of `dim` (row-major; for cosine the unit vectors as stored). k-means over a
- * sample learns the centroids; then every row is assigned and measured exactly, so the radii cover
- * all n rows however good the clustering was. Centroids left with no row are dropped.
+ * sample learns half the centroids allowed; every row is assigned and measured exactly, so the
+ * radii cover all n rows however good the clustering was. Then, while the count allows, the
+ * widest ball is cut in two (splitBall). Centroids left with no row are dropped.
+ *
+ * Why the cuts: one lower bound per segment is the minimum over its balls, so a single wide ball
+ * decides it. Lloyd from k-means++ seeds leaves a few centroids between two natural clusters (or
+ * holding a few stray rows of a cluster cut by a region boundary), with radii 3x the median; in
+ * bench:cluster --quick (clustered segments of ~3,850 rows, 77 natural clusters each) 242 balls
+ * from k-means alone left 10.4 of 13 segments searched per query, 121 from k-means cut up to 242
+ * leave 1.8 (an exact oracle, the true nearest row per segment, needs 1.5). Stopping the cuts at
+ * 1.3x the median radius did no better there and left straddling balls wherever most balls
+ * straddle (k-means learnt fewer centroids than there are clusters); keeping only cuts that narrow
+ * a ball by 15% did far worse (10.7 of 13). The cuts cost about what k-means over twice the
+ * centroids did (~0.2 s per such segment, measured on this loaded machine).
  */
 export function computeBounds(vectors: Float32Array, dim: number, n: number, opts: ComputeBoundsOptions): SegmentBounds {
   if (!(vectors instanceof Float32Array)) throw new TypeError('vectors must be a Float32Array');
   if (!Number.isInteger(dim) || dim < 1 || dim > MAX_DIMENSION) throw new StratavecError('ERR_INVALID_ARGUMENT', `dimension must be in 1..${MAX_DIMENSION}, got ${dim}`);
   if (!Number.isInteger(n) || n < 0 || n * dim > vectors.length) throw new StratavecError('ERR_INVALID_ARGUMENT', `${n} rows of ${dim} do not fit in ${vectors.length} floats`);
-  const want = opts.centroids ?? boundsCentroidCount(n);
+  const cap = opts.centroids ?? boundsCentroidCount(n);
   if (n === 0) return withNorms(dim, 0, new Float32Array(0), new Float32Array(0));
-  if (!Number.isInteger(want) || want < 1 || want > MAX_DECODED_CENTROIDS) {
-    throw new StratavecError('ERR_INVALID_ARGUMENT', `centroids must be an integer in 1..${MAX_DECODED_CENTROIDS}, got ${want}`);
+  if (!Number.isInteger(cap) || cap < 1 || cap > MAX_DECODED_CENTROIDS) {
+    throw new StratavecError('ERR_INVALID_ARGUMENT', `centroids must be an integer in 1..${MAX_DECODED_CENTROIDS}, got ${cap}`);
   }
+  const want = Math.ceil(cap / 2);
   const stop = { ...(opts.check ? { check: opts.check } : {}), ...(opts.nativeCall ? { nativeCall: opts.nativeCall } : {}) };
   const km = kmeans(vectors, dim, n, { k: want, seed: opts.seed, sampleSize: Math.min(n, want * BOUNDS_SAMPLE_PER_CENTROID), iterations: BOUNDS_ITERATIONS, ...stop });
-  const { labels, distances } = assign(vectors, dim, n, km.centroids, km.k, stop);
-  const radius = new Float64Array(km.k).fill(-1);
+  const { labels } = assign(vectors, dim, n, km.centroids, km.k, stop);
+  const counts = new Uint32Array(km.k);
+  for (let i = 0; i < n; i++) counts[labels[i]!]!++;
+  const balls: Ball[] = [];
+  const members: Uint32Array[] = [];
+  for (let c = 0; c < km.k; c++) members.push(new Uint32Array(counts[c]!));
+  counts.fill(0);
   for (let i = 0; i < n; i++) {
     const c = labels[i]!;
-    if (distances[i]! > radius[c]!) radius[c] = distances[i]!;
+    members[c]![counts[c]!++] = i;
   }
-  let used = 0;
-  for (let c = 0; c < km.k; c++) if (radius[c]! >= 0) used++;
-  const centroids = new Float32Array(used * dim);
-  const radii = new Float32Array(used);
-  for (let c = 0, u = 0; c < km.k; c++) {
-    if (radius[c]! < 0) continue;
-    centroids.set(km.centroids.subarray(c * dim, c * dim + dim), u * dim);
-    radii[u++] = roundUpF32(radius[c]!);
+  for (let c = 0; c < km.k; c++) {
+    if (members[c]!.length === 0) continue;
+    const centroid = km.centroids.slice(c * dim, c * dim + dim);
+    balls.push({ centroid, rows: members[c]!, radius: radiusOf(vectors, dim, members[c]!, centroid), final: false });
   }
+  while (balls.length < cap) {
+    opts.check?.();
+    let widest: Ball | undefined;
+    for (const b of balls) if (!b.final && (widest === undefined || b.radius > widest.radius)) widest = b;
+    if (widest === undefined || !(widest.radius > 0)) break;
+    const halves = splitBall(vectors, dim, widest);
+    if (halves === undefined) {
+      widest.final = true; // every row of it at one point, or the cut left a side empty
+      continue;
+    }
+    balls[balls.indexOf(widest)] = halves[0];
+    balls.push(halves[1]);
+  }
+  const centroids = new Float32Array(balls.length * dim);
+  const radii = new Float32Array(balls.length);
+  balls.forEach((b, u) => {
+    centroids.set(b.centroid, u * dim);
+    radii[u] = roundUpF32(b.radius);
+  });
   return withNorms(dim, n, centroids, radii);
+}
+
+/** Lloyd steps of a 2-means cut: it starts from the two extreme rows, so it settles quickly. */
+const SPLIT_ITERATIONS = 4;
+
+interface Ball {
+  centroid: Float32Array;
+  /** Member rows, ascending. */
+  rows: Uint32Array;
+  /** The largest distance of a member to `centroid`, measured (float64 over float32 values). */
+  radius: number;
+  /** Found not to split: never tried again. */
+  final: boolean;
+}
+
+function radiusOf(vectors: Float32Array, dim: number, rows: Uint32Array, centroid: Float32Array): number {
+  let r = 0;
+  for (const i of rows) {
+    const d = Math.sqrt(l2Squared(vectors, i * dim, centroid, 0, dim));
+    if (d > r) r = d;
+  }
+  return r;
+}
+
+/**
+ * Cuts a ball in two by 2-means over its members, seeded with the member farthest from its centre
+ * and the member farthest from that one (deterministic). Each half's radius is measured over its
+ * own members, so the result is a valid bound whatever the cut. Undefined when one side is empty.
+ */
+function splitBall(vectors: Float32Array, dim: number, ball: Ball): [Ball, Ball] | undefined {
+  const { rows } = ball;
+  if (rows.length < 2) return undefined;
+  const farthestFrom = (c: Float32Array, off: number): number => {
+    let best = rows[0]!;
+    let bestD = -1;
+    for (const i of rows) {
+      const d = l2Squared(vectors, i * dim, c, off, dim);
+      if (d > bestD) {
+        bestD = d;
+        best = i;
+      }
+    }
+    return bestD > 0 ? best : -1;
+  };
+  const a = farthestFrom(ball.centroid, 0);
+  if (a < 0) return undefined;
+  const b = farthestFrom(vectors, a * dim);
+  if (b < 0) return undefined;
+  const cents = [vectors.slice(a * dim, a * dim + dim), vectors.slice(b * dim, b * dim + dim)] as const;
+  const side = new Uint8Array(rows.length);
+  const sums = new Float64Array(2 * dim);
+  for (let it = 0; it < SPLIT_ITERATIONS; it++) {
+    sums.fill(0);
+    const count = [0, 0];
+    rows.forEach((i, k) => {
+      const s = l2Squared(vectors, i * dim, cents[1], 0, dim) < l2Squared(vectors, i * dim, cents[0], 0, dim) ? 1 : 0;
+      side[k] = s;
+      count[s]!++;
+      for (let j = 0; j < dim; j++) sums[s * dim + j] += vectors[i * dim + j]!;
+    });
+    if (count[0] === 0 || count[1] === 0) return undefined;
+    for (let s = 0; s < 2; s++) for (let j = 0; j < dim; j++) cents[s]![j] = sums[s * dim + j]! / count[s]!;
+  }
+  // Members by the side the last assignment gave them; centroids are their (float32) means.
+  const parts = [0, 1].map((s) => rows.filter((_, k) => side[k] === s));
+  if (parts[0]!.length === 0 || parts[1]!.length === 0) return undefined;
+  return [0, 1].map((s) => ({ centroid: cents[s]!, rows: parts[s]!, radius: radiusOf(vectors, dim, parts[s]!, cents[s]!), final: false })) as [Ball, Ball];
 }
 
 /**

@@ -142,6 +142,68 @@ describe('lowerBound', () => {
     }
   });
 
+  test('wide balls are cut: blobs outnumbering the k-means centroids still get tight balls that hold', () => {
+    // 64 tight blobs far apart, 16 rows each: the cap is 64 balls, k-means learns 32, so at least
+    // half its balls span two blobs (radius ~ half the blob spacing) until cut.
+    for (const seed of [1, 2, 3]) {
+      const rand = mulberry32(seed);
+      const normal = gaussian(rand);
+      const dim = 24;
+      const blobsN = 64;
+      const n = blobsN * 16;
+      const centres = Array.from({ length: blobsN * dim }, () => normal() * 10);
+      for (const metric of METRICS) {
+        const rows = new Float32Array(n * dim);
+        for (let r = 0; r < n; r++) for (let j = 0; j < dim; j++) rows[r * dim + j] = centres[(r % blobsN) * dim + j]! + normal() * 0.05;
+        if (metric === 'cosine') for (let r = 0; r < n; r++) normalizeInPlace(rows.subarray(r * dim, r * dim + dim));
+        const what = `seed ${seed}, ${metric}`;
+        const b = computeBounds(rows, dim, n, { seed });
+        assert.ok(b.count <= boundsCentroidCount(n), `${what}: ${b.count} balls past the cap`);
+        // A blob's rows lie within ~0.05 * (sqrt(dim) + 3) of its centre (for cosine, scaled
+        // down by the norm, ~ 10 sqrt(dim)); blob centres are ~14 sqrt(dim) apart.
+        const maxR = Math.max(...b.radii);
+        assert.ok(maxR < 0.1 * Math.sqrt(dim), `${what}: widest ball ${maxR} spans more than one blob`);
+        for (const q of makeQueries(rows, n, dim, rand)) assertBoundHolds(b, rows, n, dim, q, metric, what);
+      }
+    }
+  });
+
+  test('a region with stray rows of other clusters: no ball straddles them (k-means alone left 3-4x the median radius)', () => {
+    // As a clustering compaction leaves a segment: 30 whole clusters plus 2 rows each of 20 clusters
+    // whose centres lie in other regions. The cap (n / 16) exceeds the 50 groups, so every ball
+    // can be one group's; k-means with every ball (the old bounds) left some spanning two, with
+    // radii of 2.8-4x the median over seeds 1-8; the cuts keep the widest under 1.3x.
+    const dim = 32;
+    for (const seed of [1, 2, 3]) {
+      const labels = new Uint32Array(12_000);
+      const all = clusteredDataset({ count: 12_000, dim, clusters: 300, spread: 0.25, seed, labels });
+      const pick: number[] = [];
+      const strays = new Map<number, number>();
+      for (let r = 0; r < labels.length; r++) {
+        const c = labels[r]!;
+        if (c < 30) pick.push(r);
+        else if (c < 50 && (strays.get(c) ?? 0) < 2) {
+          pick.push(r);
+          strays.set(c, (strays.get(c) ?? 0) + 1);
+        }
+      }
+      const n = pick.length;
+      const rand = mulberry32(seed);
+      for (const metric of METRICS) {
+        const rows = new Float32Array(n * dim);
+        pick.forEach((r, i) => rows.set(all.subarray(r * dim, r * dim + dim), i * dim));
+        if (metric === 'cosine') for (let r = 0; r < n; r++) normalizeInPlace(rows.subarray(r * dim, r * dim + dim));
+        const what = `seed ${seed}, ${metric}, ${n} rows`;
+        const b = computeBounds(rows, dim, n, { seed });
+        assert.ok(b.count <= boundsCentroidCount(n), `${what}: ${b.count} balls past the cap`);
+        const radii = [...b.radii].sort((x, y) => x - y);
+        const median = radii[radii.length >> 1]!;
+        assert.ok(radii.at(-1)! < 1.3 * median, `${what}: widest ball ${radii.at(-1)} against a median of ${median}`);
+        for (const q of makeQueries(rows, n, dim, rand)) assertBoundHolds(b, rows, n, dim, q, metric, what);
+      }
+    }
+  });
+
   test('degenerate bounds: no rows is +Infinity, a NaN query never prunes, wrong dimension is coded', () => {
     const empty = computeBounds(new Float32Array(0), 4, 0, { seed: 1 });
     assert.equal(empty.count, 0);
