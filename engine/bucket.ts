@@ -28,6 +28,16 @@ export async function remoteManifestVersions(store: ObjectStore): Promise<Map<st
   return out;
 }
 
+/** Every manifest version of `collection` in the bucket (one LIST), newest first. */
+export async function remoteVersionsOf(store: ObjectStore, collection: string): Promise<{ version: number; key: string }[]> {
+  const out: { version: number; key: string }[] = [];
+  for (const o of await store.list(`${collection}/manifest/`)) {
+    const m = MANIFEST_KEY_RE.exec(o.key);
+    if (m && m[1] === collection) out.push({ version: Number(m[2]), key: o.key });
+  }
+  return out.sort((a, b) => b.version - a.version);
+}
+
 /** One remote manifest version of `collection`, CRC- and schema-checked; ERR_MANIFEST_CORRUPT
  *  names the key (a torn or foreign object, or one naming another collection or version). */
 export async function readRemoteManifest(store: ObjectStore, key: string, version: number, collection: string): Promise<CollectionManifest> {

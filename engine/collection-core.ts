@@ -352,3 +352,17 @@ export class CollectionCore {
     };
   }
 }
+
+/** Segments and bytes per tier over `cores`: local (warm or hot; raw bytes of the mapped file)
+ *  and cold (bytes of the remote copy). What a database's and a replica's stats report. */
+export function tierTotals(cores: Iterable<CollectionCore>) {
+  const out = { local: { segments: 0, bytes: 0 }, cold: { segments: 0, bytes: 0 } };
+  for (const core of cores) {
+    for (const s of core.segments()) {
+      const t = s.tier === 'cold' ? out.cold : out.local;
+      t.segments++;
+      t.bytes += s.tier === 'cold' ? s.remoteBytes ?? 0 : s.bytes;
+    }
+  }
+  return out;
+}

@@ -14,7 +14,7 @@ import { DEFAULT_HNSW_PARAMS, type HnswParams } from '../index/hnsw.js';
 import { METRICS, isMetric, type Metric } from '../format/segment.js';
 import type { ObjectStore } from '../tiers/object-store.js';
 import { openObjectStore } from '../tiers/open-object-store.js';
-import { CollectionCore } from './collection-core.js';
+import { CollectionCore, tierTotals } from './collection-core.js';
 import { createEngineContext, type EngineContext } from './context.js';
 import { checkTier, type Tier } from '../format/manifest.js';
 import type { MoveResult } from '../tiers/migrator.js';
@@ -446,24 +446,14 @@ export class Database {
 
   #snapshot() {
     const collections: Record<string, ReturnType<CollectionCore['stats']>> = {};
+    for (const [name, core] of this.#cores) collections[name] = core.stats();
+    const { local, cold } = tierTotals(this.#cores.values());
     const tiers = {
       hot: { ...this.#ctx.hot.stats() },
-      warm: { segments: 0, bytes: 0, budget: this.options.warmBytes, scans: 0, mappedBytes: 0 },
-      cold: { segments: 0, bytes: 0, reads: 0, store: this.#ctx.cold.store.description },
+      // every local segment file is mapped while open
+      warm: { segments: local.segments, bytes: local.bytes, budget: this.options.warmBytes, scans: 0, mappedBytes: local.bytes },
+      cold: { segments: cold.segments, bytes: cold.bytes, reads: 0, store: this.#ctx.cold.store.description },
     };
-    for (const [name, core] of this.#cores) {
-      collections[name] = core.stats();
-      for (const s of core.segments()) {
-        if (s.tier === 'cold') {
-          tiers.cold.segments++;
-          tiers.cold.bytes += s.remoteBytes ?? 0;
-        } else {
-          tiers.warm.segments++;
-          tiers.warm.bytes += s.bytes;
-          tiers.warm.mappedBytes += s.bytes; // every local segment file is mapped while open
-        }
-      }
-    }
     const moves = this.#ctx.tierStats.snapshot();
     tiers.warm.scans = moves.warmScans;
     tiers.cold.reads = moves.coldReads;

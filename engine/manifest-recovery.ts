@@ -13,7 +13,7 @@ import { encodeManifest, listManifestVersions, manifestFileName, readManifestFil
 import { COLLECTION_NAME_RE } from '../format/names.js';
 import type { ObjectStore } from '../tiers/object-store.js';
 import { openObjectStore } from '../tiers/open-object-store.js';
-import { adoptCollection, readRemoteManifest } from './bucket.js';
+import { adoptCollection, readRemoteManifest, remoteVersionsOf } from './bucket.js';
 import { CONFIG_FILE, isDatabase, mergeRecorded, readConfig } from './config.js';
 import { DirectoryLock } from './lock.js';
 import { fillOptions, type DatabaseOptions } from './options.js';
@@ -44,8 +44,6 @@ export interface RepairManifestsOptions extends DatabaseOptions {
   /** Report what would be done; change nothing. */
   dryRun?: boolean;
 }
-
-const KEY_RE = /\/manifest\/(\d{12})\.manifest$/;
 
 /**
  * Checks the newest manifest of every collection in `dir` and restores a corrupt or missing one
@@ -121,12 +119,7 @@ async function recoverOne(dbDir: string, name: string, store: ObjectStore, dryRu
   // The newest good remote version (read newest first; a corrupt one is skipped, as open does).
   let remote: { m: CollectionManifest; bytes: Buffer } | undefined;
   try {
-    const keys = (await store.list(`${name}/manifest/`))
-      .map((o) => ({ key: o.key, m: KEY_RE.exec(o.key) }))
-      .filter((x): x is { key: string; m: RegExpExecArray } => x.m !== null && x.key === `${name}/manifest/${x.m[1]}.manifest`)
-      .map((x) => ({ key: x.key, version: Number(x.m[1]) }))
-      .sort((a, b) => b.version - a.version);
-    for (const k of keys) {
+    for (const k of await remoteVersionsOf(store, name)) {
       if (k.version < (localGood?.version ?? 0)) break;
       try {
         const m = await readRemoteManifest(store, k.key, k.version, name);

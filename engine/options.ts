@@ -173,7 +173,8 @@ export const kDefaultOptions = Object.freeze({
 
 const MAX_SEGMENT_RECORDS = 10_000_000;
 
-function positiveInt(name: string, v: unknown, min: number, max: number): number {
+/** An integer option in [min, max]: TypeError for a non-number, ERR_INVALID_ARGUMENT out of range. */
+export function positiveInt(name: string, v: unknown, min: number, max: number): number {
   if (typeof v !== 'number') throw new TypeError(`option ${name} must be a number, got ${typeof v}`);
   if (!Number.isSafeInteger(v) || v < min || v > max) {
     throw new StratavecError('ERR_INVALID_ARGUMENT', `option ${name} must be an integer in [${min}, ${max}], got ${v}`);

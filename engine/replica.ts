@@ -13,13 +13,13 @@ import { validateCollectionName } from '../format/names.js';
 import type { CollectionManifest } from '../format/manifest.js';
 import { openObjectStore } from '../tiers/open-object-store.js';
 import { ReadOnlyObjectStore } from '../tiers/read-only-store.js';
-import { CollectionCore, type SegmentInfo } from './collection-core.js';
+import { CollectionCore, tierTotals, type SegmentInfo } from './collection-core.js';
 import { Collection, type SearchOptions } from './collection.js';
 import { createEngineContext, type EngineContext } from './context.js';
 import { DirectoryLock } from './lock.js';
-import { checkKnownKeys, fillOptions, type DatabaseOptions, type FilledOptions } from './options.js';
+import { checkKnownKeys, fillOptions, positiveInt, type DatabaseOptions, type FilledOptions } from './options.js';
 import { Tiering } from './tiering.js';
-import { readRemoteManifest, remoteManifestVersions } from './bucket.js';
+import { readRemoteManifest, remoteManifestVersions, remoteVersionsOf } from './bucket.js';
 import { SegmentRegistry, followedManifest } from './segment-registry.js';
 import { residentMemory } from './resident-memory.js';
 import type { ExplainResult, SearchHit, StoredRecord } from './read-path.js';
@@ -94,11 +94,8 @@ export class Replica {
     if (typeof options !== 'object' || options === null) throw new TypeError('openReplica expects options { objectStore, ... }');
     checkKnownKeys('replica option', options, REPLICA_KEYS);
     if (options.objectStore === undefined) throw new StratavecError('ERR_INVALID_ARGUMENT', 'openReplica needs objectStore: the writer\'s bucket prefix');
-    const { refreshIntervalMs: every = DEFAULT_REFRESH_MS, ...rest } = options;
-    if (typeof every !== 'number') throw new TypeError('option refreshIntervalMs must be a number');
-    if (!Number.isSafeInteger(every) || every < 0 || every > 24 * 3600_000) {
-      throw new StratavecError('ERR_INVALID_ARGUMENT', `option refreshIntervalMs must be an integer in [0, 86400000], got ${every}`);
-    }
+    const { refreshIntervalMs, ...rest } = options;
+    const every = refreshIntervalMs === undefined ? DEFAULT_REFRESH_MS : positiveInt('refreshIntervalMs', refreshIntervalMs, 0, 24 * 3600_000);
     const abs = path.resolve(cacheDir);
     // Nothing of the writer's maintenance runs here: GC, scrub and compaction are the writer's.
     const filled = fillOptions(abs, {
@@ -228,11 +225,8 @@ export class Replica {
    */
   async #catchUp(name: string): Promise<void> {
     const served = this.#followed.get(name) ?? 0;
-    const versions = (await this.#store.list(`${name}/manifest/`))
-      .map((o) => ({ key: o.key, version: Number(/\/manifest\/(\d{12})\.manifest$/.exec(o.key)?.[1] ?? 0) }))
-      .filter((v) => v.version > served)
-      .sort((a, b) => b.version - a.version);
-    for (const { key, version } of versions) {
+    for (const { key, version } of await remoteVersionsOf(this.#store, name)) {
+      if (version <= served) break;
       const remote = await readRemoteManifest(this.#store, key, version, name);
       if (remote.segments.some((s) => s.remote === undefined)) continue;
       await this.#follow(name, remote);
@@ -313,20 +307,11 @@ export class Replica {
       requests: this.#store.counts(),
       versions: Object.fromEntries(this.#followed),
     };
-    let localBytes = 0;
-    let localSegments = 0;
-    let coldSegments = 0;
     const collections: Record<string, { records: number; segments: number; version: number }> = {};
     for (const [name, core] of this.#cores) {
       collections[name] = { records: core.count(), segments: core.segments().length, version: this.#followed.get(name) ?? 0 };
-      for (const s of core.segments()) {
-        if (s.tier === 'cold') coldSegments++;
-        else {
-          localSegments++;
-          localBytes += s.bytes;
-        }
-      }
     }
+    const { local, cold } = tierTotals(this.#cores.values());
     const hot = this.#ctx.hot.stats();
     return {
       status: this.#status,
@@ -334,12 +319,12 @@ export class Replica {
       replica,
       tiers: {
         hot,
-        warm: { segments: localSegments, bytes: localBytes, budget: this.options.warmBytes },
-        cold: { segments: coldSegments, reads: this.#ctx.tierStats.snapshot().coldReads, store: this.#store.description },
+        warm: { segments: local.segments, bytes: local.bytes, budget: this.options.warmBytes },
+        cold: { segments: cold.segments, bytes: cold.bytes, reads: this.#ctx.tierStats.snapshot().coldReads, store: this.#store.description },
       },
       movement: this.#ctx.tierStats.snapshot(),
       search: this.#ctx.searchStats.snapshot(),
-      memory: residentMemory(hot.nativeBytes, localBytes),
+      memory: residentMemory(hot.nativeBytes, local.bytes),
       tiering: this.tiering.stats(),
       workers: this.#ctx.pool.stats(),
     };
