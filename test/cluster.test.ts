@@ -188,7 +188,7 @@ describe('clustering compaction', () => {
           await col.delete([id]);
           model.delete(id);
         } else {
-          const rec = { vector: Float32Array.from({ length: DIM }, () => rand() * 4 - 2), payload: { n: -i, tag: 'rewritten' } };
+          const rec = { vector: Float32Array.from({ length: DIM }, () => rand() * 4 - 2), payload: { n: 0 - i, tag: 'rewritten' } }; // 0 - 0 is +0: payloads are JSON, where -0 reads back as 0
           await col.upsert([{ id, ...rec }]);
           model.set(id, rec);
         }
