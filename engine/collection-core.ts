@@ -4,7 +4,7 @@
 // validates them. It holds no logic of its own beyond lifecycle and introspection.
 
 import * as path from 'node:path';
-import { readOnlyError } from '../format/errors.js';
+import { StratavecError, readOnlyError } from '../format/errors.js';
 import type { Tier } from '../format/manifest.js';
 import type { WalUpsertRecord } from '../format/wal.js';
 import type { Metric } from '../format/segment.js';
@@ -13,6 +13,7 @@ import { CopyVerifier, type SegmentCheck } from '../tiers/verify.js';
 import { Migrator, type MoveResult } from '../tiers/migrator.js';
 import { SealedSegment } from '../tiers/sealed-segment.js';
 import { Compactor, type CompactionResult } from '../gc/compactor.js';
+import { QuerySample } from '../tiers/query-sample.js';
 import { ClusterCompactor, unclusteredRows, type ClusterOptions, type ClusterCompactionResult } from '../gc/clustering.js';
 import { currentRegion, loadLatestManifest, type CollectionManifest } from '../format/manifest.js';
 import { ReferenceSet, type CollectionReferences } from '../gc/references.js';
@@ -70,6 +71,8 @@ export class CollectionCore {
   readonly #clusterer: ClusterCompactor;
   readonly #writes: WritePath;
   readonly #reads: ReadPath;
+  /** Recent queries, for clustering compaction's heat layout. */
+  readonly #queries: QuerySample;
 
   private constructor(ctx: EngineContext, reg: SegmentRegistry) {
     this.#ctx = ctx;
@@ -79,9 +82,10 @@ export class CollectionCore {
     this.#migrator = new Migrator(ctx, reg, this.#copies, this.#verifier);
     this.#refs = new ReferenceSet(ctx, reg);
     this.#compactor = new Compactor(ctx, reg, this.#copies, this.#verifier, this.#refs);
-    this.#clusterer = new ClusterCompactor(ctx, reg, this.#copies, this.#compactor, ctx.options.segmentMaxRecords);
+    this.#queries = new QuerySample(reg.dimension);
+    this.#clusterer = new ClusterCompactor(ctx, reg, this.#copies, this.#compactor, ctx.options.segmentMaxRecords, this.#queries);
     this.#writes = new WritePath(ctx, reg, this.#copies);
-    this.#reads = new ReadPath(ctx, reg, this.#verifier, this.#migrator, this.#writes, ctx.searchStats);
+    this.#reads = new ReadPath(ctx, reg, this.#verifier, this.#migrator, this.#writes, ctx.searchStats, this.#queries);
   }
 
   /** Writes the directory of a new collection; the caller renames it into place. */
@@ -270,10 +274,29 @@ export class CollectionCore {
     return this.#compactor.compact(ids);
   }
 
-  /** Clustering compaction (gc/clustering.ts): every local segment rewritten into regions. */
-  cluster(opts: ClusterOptions = {}): Promise<ClusterCompactionResult> {
-    if (this.#ctx.options.readOnly) return Promise.reject(readOnlyError('cluster'));
-    return this.#clusterer.cluster(opts);
+  /**
+   * Clustering compaction (gc/clustering.ts): every local segment rewritten into regions. With
+   * `includeCold`, every cold unpinned segment is brought back to warm first (downloaded and
+   * verified, one at a time), so the whole collection is laid out again; the policy demotes what
+   * stays cold afterwards. That needs local disk for the whole collection while it runs.
+   */
+  async cluster(opts: ClusterOptions & { includeCold?: boolean } = {}): Promise<ClusterCompactionResult> {
+    if (this.#ctx.options.readOnly) throw readOnlyError('cluster');
+    const { includeCold, ...rest } = opts;
+    if (includeCold !== undefined && typeof includeCold !== 'boolean') throw new TypeError('includeCold must be a boolean');
+    if (includeCold) {
+      for (const seg of this.#reg.list()) {
+        if (seg.meta.tier !== 'cold' || seg.meta.pinned !== undefined || seg.error) continue;
+        try {
+          await this.#migrator.migrate(seg.id, 'warm');
+        } catch (err) {
+          // Compacted away meanwhile, or no readable copy: clustering goes on without it.
+          const gone = err instanceof StratavecError && (err.code === 'ERR_SEGMENT_NOT_FOUND' || err.code === 'ERR_SEGMENT_UNAVAILABLE');
+          if (!gone) throw err;
+        }
+      }
+    }
+    return this.#clusterer.cluster(rest);
   }
 
   /** Live rows of the segments clustering compaction would rewrite, and how many are unclustered. */

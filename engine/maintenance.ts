@@ -15,6 +15,7 @@ import type { SegmentCheck } from '../tiers/verify.js';
 import type { ManifestCheck } from './segment-registry.js';
 import type { CollectionCore } from './collection-core.js';
 import type { EngineContext } from './context.js';
+import { checkKnownKeys } from './options.js';
 
 export type { GcReport };
 
@@ -50,7 +51,6 @@ export interface GcOptions {
   dryRun?: boolean;
 }
 
-
 export interface CompactOptions {
   collections?: string[];
   /** Plan only. */
@@ -62,7 +62,15 @@ export interface CompactOptions {
   cluster?: boolean;
   /** With `cluster`: regions to learn (default from the live rows and segmentMaxRecords). */
   regions?: number;
+  /** With `cluster`: pack the most searched partitions into segments of their own, from the
+   *  collection's recent queries (default true; README "Clustering compaction"). */
+  heat?: boolean;
+  /** With `cluster`: bring cold unpinned segments back to warm first, so the whole collection is
+   *  laid out again (local disk for all of it while it runs). Default false: local segments only. */
+  includeCold?: boolean;
 }
+
+const COMPACT_KEYS = ['collections', 'dryRun', 'smallFraction', 'deletedRatio', 'cluster', 'regions', 'heat', 'includeCold'] as const;
 
 export interface CompactReport {
   dryRun: boolean;
@@ -167,11 +175,10 @@ export class Maintenance {
 
   // ---- garbage collection -----------------------------------------------------------------
 
-  // ---- garbage collection -----------------------------------------------------------------
-
   /** One GC pass (gc/garbage.ts); serialised. */
   gc(opts: GcOptions = {}): Promise<GcReport> {
     if (typeof opts !== 'object' || opts === null) throw new TypeError('gc expects an options object');
+    checkKnownKeys('gc options', opts, ['dryRun']);
     return this.#garbage.gc({ dryRun: opts.dryRun === true });
   }
 
@@ -180,6 +187,10 @@ export class Maintenance {
   /** Plans and runs compaction; serialised, so two callers never plan the same groups. */
   compact(opts: CompactOptions = {}): Promise<CompactReport> {
     if (typeof opts !== 'object' || opts === null) throw new TypeError('compact expects an options object');
+    checkKnownKeys('compact options', opts, COMPACT_KEYS);
+    if (opts.cluster !== true && (opts.heat !== undefined || opts.includeCold !== undefined || opts.regions !== undefined)) {
+      throw new StratavecError('ERR_INVALID_ARGUMENT', 'regions, heat and includeCold are options of compact({ cluster: true })');
+    }
     const run = () => this.#compact(opts);
     const p = this.#compactChain.then(run, run);
     this.#compactChain = p.catch(() => undefined);
@@ -203,7 +214,11 @@ export class Maintenance {
           regions: opts.regions ?? clusterRegionCount(live, this.#ctx.options.segmentMaxRecords),
         });
         if (report.dryRun || this.#stopping) continue;
-        report.clustered.push(await core.cluster(opts.regions === undefined ? {} : { regions: opts.regions }));
+        report.clustered.push(await core.cluster({
+          ...(opts.regions === undefined ? {} : { regions: opts.regions }),
+          ...(opts.heat === undefined ? {} : { heat: opts.heat }),
+          ...(cluster && opts.includeCold !== undefined ? { includeCold: opts.includeCold } : {}),
+        }));
         continue;
       }
       const groups = planCompaction(core.compactionCandidates(), {

@@ -17,6 +17,7 @@ import type { SealedSegment } from '../tiers/sealed-segment.js';
 import type { SegmentView } from '../tiers/segment-view.js';
 import type { CopyVerifier } from '../tiers/verify.js';
 import type { Migrator } from '../tiers/migrator.js';
+import type { QuerySample } from '../tiers/query-sample.js';
 import type { EngineContext } from './context.js';
 import { GrowingSegment } from './growing.js';
 import type { SegmentRegistry } from './segment-registry.js';
@@ -82,9 +83,14 @@ export class ReadPath {
   readonly #migrator: Migrator;
   readonly #writes: WritePath;
   readonly #stats: SearchStats;
+  readonly #queries: QuerySample;
 
-  constructor(ctx: EngineContext, registry: SegmentRegistry, verifier: CopyVerifier, migrator: Migrator, writes: WritePath, stats: SearchStats) {
+  constructor(
+    ctx: EngineContext, registry: SegmentRegistry, verifier: CopyVerifier, migrator: Migrator, writes: WritePath, stats: SearchStats,
+    queries: QuerySample,
+  ) {
     this.#ctx = ctx;
+    this.#queries = queries;
     this.#reg = registry;
     this.#verifier = verifier;
     this.#migrator = migrator;
@@ -139,6 +145,7 @@ export class ReadPath {
   async explain(req: SearchRequest): Promise<ExplainResult> {
     const t0 = performance.now();
     const { query, k, filter, includePayload } = req;
+    this.#queries.record(query);
     // One snapshot of every source, taken synchronously: a seal or compaction committing while
     // this search awaits cannot make it see a row twice (the replaced segment and its
     // replacement) or not at all. Replaced segments stay readable (their mapping outlives the

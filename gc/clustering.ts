@@ -4,6 +4,9 @@
 // several), committed as one manifest version with the centroids (Compactor.rewrite). It runs on
 // the compactor's queue, so it never overlaps another compaction of the collection. The main
 // thread only lists segments, schedules tasks and commits; it never touches a vector.
+// The collection's recent queries go with the task: when they are skewed, the hottest partitions
+// are packed into segments of their own (workers/cluster.ts), so the policy can keep those local
+// and the rest cold.
 
 import { StratavecError } from '../format/errors.js';
 import { encodeCentroids, currentRegion } from '../format/manifest.js';
@@ -11,6 +14,8 @@ import { MAX_K } from '../index/kmeans.js';
 import type { SealedSegment } from '../tiers/sealed-segment.js';
 import type { SegmentCatalog, TierContext } from '../tiers/segment-catalog.js';
 import type { SegmentCopies } from '../tiers/copies.js';
+import type { QuerySample } from '../tiers/query-sample.js';
+import type { HeatLayout } from '../workers/cluster.js';
 import type { Compactor, RewriteOutput } from './compactor.js';
 
 /**
@@ -30,6 +35,8 @@ export interface ClusterOptions {
   regions?: number;
   /** k-means seed; default the new clustering's epoch (reproducible for a given history). */
   seed?: number;
+  /** Lay the most searched partitions out together, from the recent queries (default true). */
+  heat?: boolean;
 }
 
 export interface ClusterCompactionResult {
@@ -41,6 +48,8 @@ export interface ClusterCompactionResult {
   /** Centroids learnt; segments per region may be more than one (`splitRegions`). */
   regions: number;
   splitRegions: number;
+  /** The heat layout (recent queries given): the hot set and the segments it was packed into. */
+  heat?: HeatLayout;
   records: number;
   droppedRows: number;
   /** Wall time; of it, learning + assigning (one pool task), then writing the segments (pool
@@ -74,9 +83,11 @@ export class ClusterCompactor {
   readonly #copies: SegmentCopies;
   readonly #compactor: Compactor;
   readonly #maxRecords: number;
+  readonly #queries: QuerySample;
 
-  constructor(ctx: TierContext, catalog: SegmentCatalog, copies: SegmentCopies, compactor: Compactor, maxRecords: number) {
+  constructor(ctx: TierContext, catalog: SegmentCatalog, copies: SegmentCopies, compactor: Compactor, maxRecords: number, queries: QuerySample) {
     this.#ctx = ctx;
+    this.#queries = queries;
     this.#cat = catalog;
     this.#copies = copies;
     this.#compactor = compactor;
@@ -88,6 +99,7 @@ export class ClusterCompactor {
       throw new StratavecError('ERR_INVALID_ARGUMENT', `regions must be an integer in 1..${MAX_K}, got ${opts.regions}`);
     }
     if (opts.seed !== undefined && !Number.isInteger(opts.seed)) throw new TypeError('seed must be an integer');
+    if (opts.heat !== undefined && typeof opts.heat !== 'boolean') throw new TypeError('heat must be a boolean');
     return this.#compactor.serialized(async () => {
       const t0 = performance.now();
       const planned = this.#cat.list().filter(clusterable);
@@ -123,6 +135,7 @@ export class ClusterCompactor {
       k: opts.regions ?? clusterRegionCount(total, this.#maxRecords),
       maxRecords: this.#maxRecords,
       seed: opts.seed ?? epoch,
+      ...(opts.heat !== false && this.#queries.size > 0 ? { queries: this.#queries.snapshot() } : {}),
     });
     const t1 = performance.now();
     result.phases.plan = t1 - t0;
@@ -138,6 +151,7 @@ export class ClusterCompactor {
     result.segmentIds = fresh.map((s) => s.id);
     result.regions = plan.k;
     result.splitRegions = plan.splitRegions;
+    if (plan.heat) result.heat = plan.heat;
     return done();
   }
 }

@@ -285,14 +285,25 @@ async function skewedUnderBudget(
     clock.t += CLOCK_STEP_MS;
     return db.tiering.apply();
   };
-  for (let r = 0; r < p.warmRounds; r++) {
+  const round = async (label: string) => {
     const x = await skewPass(col, stream);
     const applied = await step();
     const tiers = tierCounts(col);
     const hotLoaded = x.hot.reduce((a, o) => a + o.loaded, 0) / Math.max(1, x.hot.length);
     rounds.push({ applied: applied.applied.length, failed: applied.failed.length, tiers, hotLoadedPerQuery: hotLoaded });
-    log(`round ${r + 1}: ${applied.applied.length} moves (${applied.failed.length} failed), tiers ${JSON.stringify(tiers)}, cold reads/hot query ${hotLoaded.toFixed(2)}`);
-  }
+    log(`round ${rounds.length}${label}: ${applied.applied.length} moves (${applied.failed.length} failed), tiers ${JSON.stringify(tiers)}, cold reads/hot query ${hotLoaded.toFixed(2)}`);
+  };
+  for (let r = 0; r < p.warmRounds; r++) await round('');
+  // The heat layout: a clustering compaction of the whole collection (cold segments brought back
+  // for it) with the queries of the rounds above as the engine's recent queries, then tiering
+  // rounds again so the policy settles on the new segments.
+  log('db.compact({ cluster: true, includeCold: true }): the layout by heat');
+  const tr = performance.now();
+  const relayout = (await db.compact({ cluster: true, includeCold: true })).clustered[0];
+  const relayoutMs = performance.now() - tr;
+  const heat = relayout?.heat;
+  log(`heat layout ${ms(relayoutMs)}: ${heat ? `${heat.hotPartitions} of ${heat.partitions} partitions hot (${num(heat.hotRows)} rows, ${pct(heat.hotHeatShare)} of the heat) -> ${heat.hotGroups} segments${heat.unused ? `; unused: ${heat.unused}` : ''}` : 'no heat report'}; ${relayout?.segmentIds.length ?? 0} segments`);
+  for (let r = 0; r < p.warmRounds; r++) await round(' (heat layout)');
   // Steady state: the policy keeps running between passes, as its loop would.
   const steady = [];
   for (let r = 0; r < runs; r++) {

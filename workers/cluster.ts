@@ -4,9 +4,17 @@
 // parallel). A region with more rows than a segment may hold is cut into pieces by recursive
 // bisection along its principal axis. Sources come as paths plus the rows to keep and are
 // CRC-checked against the manifest first, as compaction does. It writes nothing.
+//
+// Given the collection's recent queries, it also lays the rows out by heat: each region is cut
+// into small partitions (k-means inside the region), each query heats the partitions its search
+// could not prune, and when most of the heat sits on a small share of the rows, those hottest
+// partitions are packed together into their own segments (region indices after the k learnt),
+// hottest first. The rest stays in its regions. A random tenth of the clusters is hot in every
+// region, so without this every segment holds some hot rows and none can stay cold.
 
 import { StratavecError } from '../format/errors.js';
 import { assign, kmeans, seededRandom, MAX_K } from '../index/kmeans.js';
+import { l2Squared } from '../index/distance.js';
 import { openCheckedSource, type CompactSource } from './compact.js';
 import { TaskStop } from './task-stop.js';
 
@@ -20,6 +28,8 @@ export interface ClusterPlanTask {
   seed: number;
   /** Rows k-means learns from; default min(rows, max(256 k, 16384), 262144). */
   sampleSize?: number;
+  /** Recent queries (`n * dimension`, as searched): lay the hottest partitions out together. */
+  queries?: Float32Array;
 }
 
 /** One output segment: its region and, per source (in task order), the rows it takes, ascending. */
@@ -28,8 +38,25 @@ export interface ClusterGroup {
   rows: Uint32Array[];
 }
 
+/** How the heat layout went (ClusterPlanResult.heat). */
+export interface HeatLayout {
+  /** Queries read, partitions they heated, partitions cut from the regions. */
+  queries: number;
+  partitions: number;
+  heated: number;
+  /** The hot set: the partitions searched more per row than the average; its share of the heat. */
+  hotPartitions: number;
+  hotRows: number;
+  hotHeatShare: number;
+  /** Segments the hot set was packed into; 0 when the heat was not skewed enough to use. */
+  hotGroups: number;
+  /** Why the heat was not used, when it was not. */
+  unused?: string;
+}
+
 export interface ClusterPlanResult {
-  /** Centroids learnt (k or fewer when the sample had fewer distinct rows), `k * dimension`. */
+  /** Regions (k or fewer learnt when the sample had fewer distinct rows, plus one per hot group),
+   *  `k * dimension`: the learnt centroids, then the mean of each hot group. */
   k: number;
   centroids: Float32Array;
   groups: ClusterGroup[];
@@ -38,12 +65,33 @@ export interface ClusterPlanResult {
   sampleSize: number;
   iterations: number;
   splitRegions: number;
-  ms: { read: number; kmeans: number; assign: number; split: number };
+  heat?: HeatLayout;
+  ms: { read: number; kmeans: number; assign: number; split: number; heat: number };
 }
 
 const MIN_SAMPLE = 16_384;
 const MAX_SAMPLE = 262_144;
 const POWER_ITERATIONS = 12;
+/** The heat layout's partitions hold about segmentMaxRecords / PARTS_PER_SEGMENT rows (at least
+ *  MIN_PART_ROWS): small enough that the hot set is little more than the rows searched. */
+const PARTS_PER_SEGMENT = 256;
+const MIN_PART_ROWS = 32;
+/** Fewer recent queries than this say too little about the workload: no heat layout. */
+export const MIN_HEAT_QUERIES = 256;
+/** A query heats the partitions that hold a row within HEAT_REACH times the distance of its
+ *  HEAT_NEIGHBOURS-th nearest row, looked for among the rows of its HEAT_PROBE nearest partitions
+ *  (by centroid): the partitions its search would open. Measured on the cluster bench (--quick),
+ *  hot queries' cold reads per query after the layout: the neighbours alone among 8 partitions
+ *  left 0.059, reach 1.5 among 8 0.022, among 24 0.011, among 64 0.005 (one query in a pass). */
+const HEAT_NEIGHBOURS = 10;
+const HEAT_PROBE = 64;
+const HEAT_REACH = 1.5;
+/** The hot set is every partition searched more per row than the average (the cut that separates
+ *  most heat from fewest rows). It is used only when its share of the heat is at least MIN_LIFT
+ *  times its share of the rows, and it holds at most HOT_MAX_ROWS of them: under a flat workload
+ *  half the partitions are above average by chance, and the plain regions prune best. */
+const MIN_LIFT = 2;
+const HOT_MAX_ROWS = 0.5;
 
 export async function clusterPlan(task: ClusterPlanTask, stop: TaskStop = TaskStop.never): Promise<ClusterPlanResult> {
   const dim = task.dimension;
@@ -106,20 +154,204 @@ export async function clusterPlan(task: ClusterPlanTask, stop: TaskStop = TaskSt
   const members = new Uint32Array(total);
   const fill = offsets.slice(0, km.k);
   for (let g = 0; g < total; g++) members[fill[labels[g]!]!++] = g;
+  const regionRows = (c: number) => members.subarray(offsets[c]!, offsets[c + 1]!);
+  const t3b = performance.now();
+
+  // The heat layout, when recent queries were given and their heat is skewed: the hot partitions
+  // leave their regions for hot groups of their own.
+  let heat: HeatLayout | undefined;
+  let hotGroups: Uint32Array[] = [];
+  const inHot = new Uint8Array(total);
+  if (task.queries !== undefined) {
+    const layout = heatLayout(task.queries, dim, km.k, regionRows, rowVector, task.maxRecords, task.seed, stop);
+    heat = layout.report;
+    hotGroups = layout.groups;
+    for (const grp of hotGroups) for (const g of grp) inHot[g] = 1;
+  }
+  const t3c = performance.now();
+
   const groups: ClusterGroup[] = [];
+  const toSources = (rows: Uint32Array) => perSource(Uint32Array.from(rows).sort(), start, task.sources.map((s) => s.rows));
   let splitRegions = 0;
   for (let c = 0; c < km.k; c++) {
-    const region = members.subarray(offsets[c]!, offsets[c + 1]!);
+    const all = regionRows(c);
+    const region = hotGroups.length === 0 ? all : all.filter((g) => inHot[g] === 0);
     if (region.length === 0) continue;
     const pieces = region.length > task.maxRecords ? bisect(region, Math.ceil(region.length / task.maxRecords), dim, rowVector, rand, stop) : [region];
     if (pieces.length > 1) splitRegions++;
-    for (const piece of pieces) groups.push({ region: c, rows: perSource(Uint32Array.from(piece).sort(), start, task.sources.map((s) => s.rows)) });
+    for (const piece of pieces) groups.push({ region: c, rows: toSources(piece) });
   }
+  // Hot groups are regions km.k, km.k + 1, ...; their centroid is their rows' mean.
+  const centroids = new Float32Array((km.k + hotGroups.length) * dim);
+  centroids.set(km.centroids.subarray(0, km.k * dim));
+  hotGroups.forEach((grp, i) => {
+    groups.push({ region: km.k + i, rows: toSources(grp) });
+    const mean = new Float64Array(dim);
+    for (const g of grp) {
+      const v = rowVector(g);
+      for (let j = 0; j < dim; j++) mean[j] += v[j]!;
+    }
+    for (let j = 0; j < dim; j++) centroids[(km.k + i) * dim + j] = mean[j]! / grp.length;
+  });
   const t4 = performance.now();
   return {
-    k: km.k, centroids: km.centroids, groups, rows: total, sampleSize: m, iterations: km.iterations, splitRegions,
-    ms: { read: t1 - t0, kmeans: t2 - t1, assign: t3 - t2, split: t4 - t3 },
+    k: km.k + hotGroups.length, centroids, groups, rows: total, sampleSize: m, iterations: km.iterations, splitRegions,
+    ...(heat ? { heat } : {}),
+    ms: { read: t1 - t0, kmeans: t2 - t1, assign: t3 - t2, split: t4 - t3c + (t3b - t3), heat: t3c - t3b },
   };
+}
+
+/**
+ * Cuts every region into partitions of about segmentMaxRecords / PARTS_PER_SEGMENT rows (k-means
+ * inside the region), heats them with the queries, and, when the heat is skewed, packs the hot set
+ * (hottest per row first) into groups of at most `maxRecords` rows. Returns the hot groups (global
+ * row numbers); none when the heat was not used.
+ */
+function heatLayout(
+  queries: Float32Array, dim: number, k: number, regionRows: (c: number) => Uint32Array, rowVector: (g: number) => Float32Array,
+  maxRecords: number, seed: number, stop: TaskStop,
+): { report: HeatLayout; groups: Uint32Array[] } {
+  const nq = Math.floor(queries.length / dim);
+  const report: HeatLayout = { queries: nq, partitions: 0, heated: 0, hotPartitions: 0, hotRows: 0, hotHeatShare: 0, hotGroups: 0 };
+  if (nq < MIN_HEAT_QUERIES) return { report: { ...report, unused: `${nq} recent queries, fewer than ${MIN_HEAT_QUERIES}` }, groups: [] };
+  const partRows = Math.max(MIN_PART_ROWS, Math.floor(maxRecords / PARTS_PER_SEGMENT));
+  const parts: { rows: Uint32Array; centroid: Float32Array }[] = [];
+  for (let c = 0; c < k; c++) {
+    const rows = regionRows(c);
+    if (rows.length === 0) continue;
+    stop.check();
+    const want = Math.min(MAX_K, Math.max(1, Math.round(rows.length / partRows)));
+    const vecs = new Float32Array(rows.length * dim);
+    rows.forEach((g, i) => vecs.set(rowVector(g), i * dim));
+    const km = kmeans(vecs, dim, rows.length, { k: want, seed: seed + c, check: () => stop.check(), nativeCall: stop.native });
+    const a = assign(vecs, dim, rows.length, km.centroids, km.k, { check: () => stop.check(), nativeCall: stop.native });
+    const size = new Uint32Array(km.k);
+    for (let i = 0; i < rows.length; i++) size[a.labels[i]!]!++;
+    const into = Array.from({ length: km.k }, (_, p) => new Uint32Array(size[p]!));
+    const at = new Uint32Array(km.k);
+    for (let i = 0; i < rows.length; i++) into[a.labels[i]!]![at[a.labels[i]!]!++] = rows[i]!;
+    for (let p = 0; p < km.k; p++) {
+      if (size[p] === 0) continue;
+      parts.push({ rows: into[p]!, centroid: km.centroids.slice(p * dim, (p + 1) * dim) });
+    }
+  }
+  report.partitions = parts.length;
+
+  // Each query heats the partitions holding rows near its nearest ones. Not the partitions whose
+  // ball (centroid, radius) reaches it: in high dimensions a wide partition's ball holds queries
+  // whose neighbours are all elsewhere (tried: most of the hot set was such partitions).
+  const heat = new Float64Array(parts.length);
+  const d = new Float64Array(parts.length);
+  const byDistance = parts.map((_, p) => p);
+  const top = new KthNearest(HEAT_NEIGHBOURS);
+  const probeRows = Math.max(...parts.map((x) => x.rows.length)) * Math.min(HEAT_PROBE, parts.length);
+  const near = new Float64Array(probeRows);
+  const owner = new Uint32Array(probeRows);
+  for (let q = 0; q < nq; q++) {
+    if ((q & 255) === 0) stop.check();
+    for (let p = 0; p < parts.length; p++) d[p] = l2Squared(queries, q * dim, parts[p]!.centroid, 0, dim);
+    const probe = byDistance.sort((x, y) => d[x]! - d[y]!).slice(0, HEAT_PROBE);
+    top.clear();
+    let at = 0;
+    for (const p of probe) {
+      for (const g of parts[p]!.rows) {
+        const dist = l2Squared(queries, q * dim, rowVector(g), 0, dim);
+        near[at] = dist;
+        owner[at++] = p;
+        top.push(dist);
+      }
+    }
+    const reach = top.kth() * HEAT_REACH * HEAT_REACH;
+    const touched = new Set<number>();
+    for (let i = 0; i < at; i++) if (near[i]! <= reach) touched.add(owner[i]!);
+    for (const p of touched) heat[p]! += 1;
+  }
+  const totalHeat = heat.reduce((a, b) => a + b, 0);
+  report.heated = heat.filter((h) => h > 0).length;
+  const order = parts.map((_, p) => p).filter((p) => heat[p]! > 0)
+    .sort((a, b) => heat[b]! / parts[b]!.rows.length - heat[a]! / parts[a]!.rows.length || a - b);
+  const rowsTotal = parts.reduce((n, x) => n + x.rows.length, 0);
+  const mean = totalHeat / rowsTotal;
+  const hot = order.filter((p) => heat[p]! / parts[p]!.rows.length > mean);
+  const hotRows = hot.reduce((n, p) => n + parts[p]!.rows.length, 0);
+  report.hotPartitions = hot.length;
+  report.hotRows = hotRows;
+  report.hotHeatShare = totalHeat > 0 ? hot.reduce((n, p) => n + heat[p]!, 0) / totalHeat : 0;
+  const rowShare = hotRows / rowsTotal;
+  if (hot.length === 0 || rowShare > HOT_MAX_ROWS || report.hotHeatShare < MIN_LIFT * rowShare) {
+    const unused = `${Math.round(100 * report.hotHeatShare)}% of the heat on ${Math.round(100 * rowShare)}% of the rows: not skewed enough`;
+    return { report: { ...report, unused }, groups: [] };
+  }
+  // Hottest first into groups of up to maxRecords rows; a partition that does not fit in what is
+  // left of a group starts the next one (partitions are ~1/256 of a segment, so little is wasted),
+  // and one larger than a whole segment is cut.
+  const groups: Uint32Array[] = [];
+  let current: Uint32Array[] = [];
+  let size = 0;
+  const close = () => {
+    if (size > 0) groups.push(concat(current, size));
+    current = [];
+    size = 0;
+  };
+  for (const p of hot) {
+    let rows = parts[p]!.rows;
+    while (rows.length > 0) {
+      if (size + rows.length > maxRecords) {
+        if (size > 0 && rows.length <= maxRecords) close();
+        else {
+          const take = maxRecords - size;
+          current.push(rows.subarray(0, take));
+          size += take;
+          rows = rows.subarray(take);
+          close();
+          continue;
+        }
+      }
+      current.push(rows);
+      size += rows.length;
+      rows = rows.subarray(rows.length);
+    }
+  }
+  close();
+  report.hotGroups = groups.length;
+  return { report, groups };
+}
+
+/** The k-th smallest of the distances pushed (a sorted array: k is small). */
+class KthNearest {
+  readonly #k: number;
+  #d: number[] = [];
+
+  constructor(k: number) {
+    this.#k = k;
+  }
+
+  clear(): void {
+    this.#d = [];
+  }
+
+  push(dist: number): void {
+    if (this.#d.length === this.#k && dist >= this.#d[this.#k - 1]!) return;
+    let i = this.#d.length;
+    while (i > 0 && this.#d[i - 1]! > dist) i--;
+    this.#d.splice(i, 0, dist);
+    if (this.#d.length > this.#k) this.#d.pop();
+  }
+
+  /** The k-th smallest (the largest, when fewer were pushed). */
+  kth(): number {
+    return this.#d[this.#d.length - 1] ?? Infinity;
+  }
+}
+
+function concat(parts: Uint32Array[], size: number): Uint32Array {
+  const out = new Uint32Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /** `m` distinct positions of [0, n), ascending (partial Fisher-Yates). */
