@@ -2,7 +2,10 @@
 // that each hold one region of the space. It keeps every live record (id, vector, payload) and drops
 // tombstones; the new segments' bounds are tighter; each row sits in the region of its nearest
 // centroid; writes that race it survive it and a reopen; the planner never merges across regions;
-// the background loop clusters once enough rows are unclustered; bad options are refused.
+// the background loop clusters once enough rows are unclustered; bad options are refused. Under a
+// skewed workload the most searched partitions are packed into segments of their own (the heat
+// layout); a flat workload, or heat: false, keeps the plain regions; includeCold brings cold
+// segments into the layout.
 // (Crashes during it: cluster-crash.test.ts.) Seeds are fixed and named in every message.
 
 import { test, describe } from 'node:test';
@@ -15,6 +18,7 @@ import { SegmentReader, SectionKind, StringTable } from '../format/segment.js';
 import { readSegmentBounds } from '../index/bounds.js';
 import { planCompaction, type CompactionCandidate } from '../gc/compaction.js';
 import { clusteredDataset, mulberry32 } from '../harness/datasets.js';
+import { QuerySample } from '../tiers/query-sample.js';
 import { hasCode, isTypeError, track, waitFor, withTmpDir } from './helpers/tmp.js';
 
 const DIM = 16;
@@ -274,6 +278,169 @@ describe('clustering compaction', () => {
       assert.equal(r.clustered[0]!.skipped, 'no local, unpinned, readable segment');
       await db.close();
     });
+  });
+});
+
+/** `count` rows (plus `pool` held-out query rows) of `clusters` natural clusters, with labels. */
+function labelled(seed: number, count: number, pool: number, clusters: number) {
+  const labels = new Uint32Array(count + pool);
+  const data = clusteredDataset({ count: count + pool, dim: DIM, clusters, seed, spread: 0.25, labels });
+  return { labels, row: (i: number) => data.slice(i * DIM, (i + 1) * DIM) };
+}
+
+async function insertRows(col: Collection, model: Map<string, Rec>, row: (i: number) => Float32Array, count: number): Promise<void> {
+  for (let at = 0; at < count; at += 1000) {
+    const recs = Array.from({ length: Math.min(1000, count - at) }, (_, i) => ({ id: `r${at + i}`, vector: row(at + i), payload: { n: at + i, tag: 'x' } }));
+    await col.upsert(recs);
+    for (const r of recs) model.set(r.id, { vector: r.vector, payload: r.payload });
+    await col.flush();
+  }
+}
+
+/** `n` held-out rows from [from, to): `share` of them from clusters in `hot`, the rest from the others. */
+function stream(labels: Uint32Array, from: number, to: number, hot: (c: number) => boolean, share: number, n: number, seed: number): { hot: boolean; i: number }[] {
+  const rand = mulberry32(seed);
+  const hotRows: number[] = [];
+  const tailRows: number[] = [];
+  for (let i = from; i < to; i++) (hot(labels[i]!) ? hotRows : tailRows).push(i);
+  return Array.from({ length: n }, () => {
+    const isHot = rand() < share;
+    const rows = isHot ? hotRows : tailRows;
+    return { hot: isHot, i: rows[Math.floor(rand() * rows.length)]! };
+  });
+}
+
+describe('heat layout', () => {
+  test('a skewed workload: its most searched partitions get segments of their own, which its searches stay in; every record is kept, through a reopen', async () => {
+    const seed = 41;
+    const what = `seed ${seed}`;
+    const N = 8000;
+    await withTmpDir('cluster-heat', async (dir) => {
+      const { labels, row } = labelled(seed, N, 800, 100);
+      const isHot = (c: number) => c < 10;
+      const model = new Map<string, Rec>();
+      let db = await openDb(dir);
+      let col = await db.createCollection('docs', { dimension: DIM });
+      await insertRows(col, model, row, N);
+      const first = (await db.compact({ cluster: true })).clustered[0]!;
+      assert.equal(first.heat, undefined, `${what}: no query yet, no heat report`);
+
+      const queries = stream(labels, N, N + 800, isHot, 0.9, 400, seed);
+      for (const q of queries) await col.search(row(q.i), { k: 10 });
+      const probes = queries.slice(0, 20).map((q) => row(q.i));
+      const exact = async (c: Collection) => Promise.all(probes.map((q) => c.search(q, { k: 10, exact: true, includePayload: true })));
+      const truth = await exact(col);
+      // The hot queries' searches: those that open a segment outside `inside`.
+      const hotQueries = queries.filter((q) => q.hot);
+      const searchesOutside = async (inside: ReadonlySet<string>) => {
+        let n = 0;
+        for (const q of hotQueries) {
+          const e = await col.explain(row(q.i), { k: 10 });
+          n += e.segments.filter((x) => x.how !== 'pruned' && x.how !== 'skipped' && !inside.has(x.id)).length;
+        }
+        return n;
+      };
+      const before = await searchesOutside(new Set());
+
+      const r = (await db.compact({ cluster: true })).clustered[0]!;
+      const heat = r.heat!;
+      assert.ok(heat, what);
+      assert.equal(heat.unused, undefined, `${what}: ${JSON.stringify(heat)}`);
+      assert.equal(heat.queries, queries.length + probes.length + hotQueries.length, `${what}: every search since open is a recent query`);
+      assert.ok(heat.hotGroups >= 1 && heat.hotRows < N / 2, `${what}: ${JSON.stringify(heat)}`);
+      assert.equal(r.records, N, what);
+      const firstHot = r.regions - heat.hotGroups;
+      const segs = col.segments();
+      const hotSegs = new Set(segs.filter((s) => s.region! >= firstHot).map((s) => s.id));
+      assert.equal(hotSegs.size, heat.hotGroups, what);
+      assert.ok(segs.every((s) => s.records <= MAX), what);
+
+      // Where the hot clusters' rows went.
+      let hotRowsIn = 0;
+      let hotRowsAll = 0;
+      let rowsInHotSegs = 0;
+      for (const s of segs) {
+        const seg = await readSegment(dir, s.id);
+        for (let i = 0; i < seg.n; i++) {
+          const hotRow = isHot(labels[Number(seg.ids.get(i)!.slice(1))]!);
+          if (hotRow) hotRowsAll++;
+          if (hotSegs.has(s.id)) {
+            rowsInHotSegs++;
+            if (hotRow) hotRowsIn++;
+          }
+        }
+      }
+      assert.ok(hotRowsIn >= 0.9 * hotRowsAll, `${what}: ${hotRowsIn} of the hot clusters' ${hotRowsAll} rows are in the hot segments`);
+      assert.ok(hotRowsIn >= 0.5 * rowsInHotSegs, `${what}: the hot segments hold ${rowsInHotSegs} rows, ${hotRowsIn} of the hot clusters`);
+
+      // The hot queries' searches now open mostly the hot segments: what lets the rest go cold.
+      // (Not none: a segment's bound balls can reach over a hole its moved rows left.)
+      const after = await searchesOutside(hotSegs);
+      console.log(`${what}: hot queries' searches of segments outside the hot ones: ${before} before the heat layout, ${after} after (${hotQueries.length} hot queries)`);
+      assert.ok(after <= 0.25 * before, `${what}: ${after} searches of other segments by ${hotQueries.length} hot queries, ${before} before the heat layout`);
+      const ids = [...model.keys()];
+      checkAgainstModel(await col.get(ids), ids, model, what);
+      assert.deepEqual(await exact(col), truth, `${what}: exact searches`);
+      await db.close();
+      db = await openDb(dir);
+      col = db.collection('docs');
+      assert.deepEqual(col.segments().map((s) => [s.id, s.region]), segs.map((s) => [s.id, s.region]), `${what}: layout after reopen`);
+      checkAgainstModel(await col.get(ids), ids, model, `${what}, after reopen`);
+      await db.close();
+    });
+  });
+
+  test('a flat workload keeps the plain regions; heat: false ignores the queries; includeCold lays out cold segments too; option keys are checked', async () => {
+    const seed = 43;
+    const what = `seed ${seed}`;
+    const N = 4000;
+    await withTmpDir('cluster-heat-flat', async (dir) => {
+      const { labels, row } = labelled(seed, N, 600, 50);
+      const model = new Map<string, Rec>();
+      const db = await openDb(dir);
+      const col = await db.createCollection('docs', { dimension: DIM });
+      await insertRows(col, model, row, N);
+      for (const q of stream(labels, N, N + 600, () => true, 1, 300, seed)) await col.search(row(q.i), { k: 10 });
+      const flat = (await db.compact({ cluster: true })).clustered[0]!;
+      assert.equal(flat.heat?.hotGroups, 0, `${what}: ${JSON.stringify(flat.heat)}`);
+      assert.match(flat.heat?.unused ?? '', /not skewed enough/, what);
+      assert.ok(col.segments().every((s) => s.region! < flat.regions), what);
+
+      for (const q of stream(labels, N, N + 600, (c) => c < 5, 0.95, 300, seed + 1)) await col.search(row(q.i), { k: 10 });
+      const off = (await db.compact({ cluster: true, heat: false })).clustered[0]!;
+      assert.equal(off.heat, undefined, `${what}: heat: false sends no queries`);
+
+      await db.flushUploads();
+      const cold = col.segments().slice(0, 3).map((s) => s.id);
+      for (const id of cold) await db.migrate(id, 'cold');
+      const all = (await db.compact({ cluster: true, includeCold: true })).clustered[0]!;
+      for (const id of cold) assert.ok(all.sources.includes(id), `${what}: cold ${id} is a source`);
+      assert.equal(all.records, N, what);
+      assert.ok(col.segments().every((s) => s.tier !== 'cold' && s.region !== undefined), `${what}: ${JSON.stringify(col.segments())}`);
+      const ids = [...model.keys()];
+      checkAgainstModel(await col.get(ids), ids, model, what);
+
+      await assert.rejects(db.compact({ cluster: true, includCold: true } as never), hasCode('ERR_INVALID_ARGUMENT'));
+      await assert.rejects(db.compact({ heat: true }), hasCode('ERR_INVALID_ARGUMENT'));
+      await assert.rejects(db.compact({ includeCold: true }), hasCode('ERR_INVALID_ARGUMENT'));
+      await assert.rejects(db.compact({ cluster: true, heat: 1 as unknown as boolean }), isTypeError);
+      await assert.rejects(db.compact({ cluster: true, includeCold: 'yes' as unknown as boolean }), isTypeError);
+      await assert.rejects(db.gc({ dryrun: true } as never), hasCode('ERR_INVALID_ARGUMENT'));
+      await db.close();
+    });
+  });
+
+  test('the recent-query ring keeps the last `capacity` queries', () => {
+    const ring = new QuerySample(2, 3);
+    assert.equal(ring.size, 0);
+    assert.equal(ring.snapshot().length, 0);
+    for (let i = 0; i < 5; i++) ring.record(Float32Array.of(i, -i));
+    ring.record(Float32Array.of(1, 2, 3)); // another dimension: ignored
+    assert.equal(ring.seen, 5);
+    assert.equal(ring.size, 3);
+    const rows = [...Array(3).keys()].map((r) => [...ring.snapshot().subarray(r * 2, r * 2 + 2)]).sort((a, b) => a[0]! - b[0]!);
+    assert.deepEqual(rows, [[2, -2], [3, -3], [4, -4]]);
+    assert.equal(new QuerySample(1 << 20).capacity, 1, 'at most 4 MiB, at least one query');
   });
 });
 
