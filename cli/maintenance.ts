@@ -4,7 +4,7 @@
 // when an entry failed or the store could not be listed. Progress goes to stderr.
 
 import type { SegmentCheck } from '../engine/index.js';
-import { flag, str, parseDuration, expectPositionals } from './args.js';
+import { flag, str, parseDuration, expectPositionals, UsageError } from './args.js';
 import { out, outJson, note, bytes, duration, when, setInterruptHandler } from './output.js';
 import { withDb } from './inspect.js';
 import type { Ctx } from './args.js';
@@ -92,8 +92,10 @@ export async function compactCommand(ctx: Ctx): Promise<number> {
   expectPositionals(ctx.command, ctx.p, []);
   const dryRun = flag(ctx.p, 'dry-run');
   const cluster = flag(ctx.p, 'cluster');
+  const includeCold = flag(ctx.p, 'include-cold');
+  if (includeCold && !cluster) throw new UsageError('--include-cold goes with --cluster');
   return withDb(ctx, async (db) => {
-    const report = await db.compact({ dryRun, cluster });
+    const report = await db.compact({ dryRun, cluster, ...(includeCold ? { includeCold } : {}) });
     const skipped = report.results.filter((r) => r.skipped !== undefined).length;
     const exitCode = 0;
     if (ctx.json) {
@@ -111,6 +113,9 @@ export async function compactCommand(ctx: Ctx): Promise<number> {
     for (const c of report.clusterPlans) out(`${c.collection}: clustering ${c.liveRows} live rows (${c.unclusteredRows} unclustered) into ~${c.regions} regions`);
     for (const c of report.clustered) {
       out(c.skipped ? `${c.collection}: ${c.skipped}` : `${c.collection}: ${c.sources.length} segments -> ${c.segmentIds.length} in ${c.regions} regions (epoch ${c.epoch}): ${c.records} rows, ${c.droppedRows} dropped, ${c.ms.toFixed(0)} ms`);
+      if (c.heat) {
+        out(c.heat.unused ? `${c.collection}: laid out by space (${c.heat.unused})` : `${c.collection}: ${c.heat.hotRows} rows most searched by ${c.heat.queries} recent queries packed into ${c.heat.hotGroups} segments`);
+      }
     }
     if (!cluster && report.plans.every((p) => p.groups.length === 0)) out('nothing to compact');
     return exitCode;

@@ -68,6 +68,7 @@ test('a typo in a flag, or a value given to a switch, exits 2 with one line and 
       ['info', '--verbose', dbDir], ['info', dbDir, '--json=true'], ['migrate', dbDir, 'all', '--to'], ['migrate', dbDir, 'all', '--to', 'cold', '--forse'],
       ['migrate', dbDir, 'all'], ['info', dbDir, 'extra'], ['info', dbDir, '--object-store'], ['info', dbDir, '--object-store', '--json'],
       ['gc', dbDir, '--grace', 'soon'], ['segments', dbDir, 'docs', '--tier', 'lukewarm'], ['nosuch', dbDir], ['tiering', dbDir],
+      ['compact', dbDir, '--include-cold'],
     ]) {
       const r = await cli(args);
       assert.equal(r.code, 2, `${args.join(' ')}: ${show(r)}`);
@@ -177,6 +178,24 @@ test('the CLI uses the recorded object store and settings; a different store is 
     const envEndpoint = await cli(['info', dbDir], { STRATAVEC_ENDPOINT: 'http://127.0.0.1:1' });
     assert.equal(envEndpoint.code, 2, show(envEndpoint));
     await assert.rejects(Database.open(path.join(dir, 'x'), { objectStore: 'file://relative/x' }), hasCode('ERR_INVALID_ARGUMENT'));
+  });
+});
+
+test('compact --cluster --include-cold lays out the cold segments too', async () => {
+  await withTmpDir('cli-cluster', async (dir) => {
+    const { dbDir, ids } = await appDatabase(dir);
+    const r = await cli(['compact', dbDir, '--cluster', '--include-cold', '--json']);
+    assert.equal(r.code, 0, show(r));
+    const report = JSON.parse(r.stdout) as { clustered: Array<{ sources: string[]; records: number; segmentIds: string[] }> };
+    assert.deepEqual([...report.clustered[0]!.sources].sort(), [...ids].sort(), 'every segment, the two cold ones included, is a source');
+    assert.equal(report.clustered[0]!.records, 200);
+    const db = track(await Database.open(dbDir, QUIET));
+    const col = db.collection('docs');
+    assert.deepEqual(col.segments().map((s) => s.id), report.clustered[0]!.segmentIds);
+    assert.ok(col.segments().every((s) => s.tier === 'warm' && s.region !== undefined), JSON.stringify(col.segments()));
+    const all = Array.from({ length: 200 }, (_, i) => `s${Math.floor(i / 50)}-${i % 50}`);
+    assert.ok((await col.get(all)).every((x, i) => x?.id === all[i]), 'every record is there');
+    await db.close();
   });
 });
 
