@@ -278,14 +278,15 @@ interface SkewResult {
 
 /** Rounds of (stream, clock step, tiering.apply()), then the steady state, on a budgeted db. */
 async function skewedUnderBudget(
-  db: Database, col: Collection, clock: ManualClock, stream: StreamQuery[], p: ClusterParams, runs: number, log: (m: string) => void,
+  db: Database, col: Collection, clock: ManualClock, streams: { learn: StreamQuery[][]; fresh: StreamQuery[] }, p: ClusterParams, runs: number,
+  log: (m: string) => void,
 ): Promise<Omit<SkewResult, 'name' | 'allHot'>> {
   const rounds: SkewResult['rounds'] = [];
   const step = async () => {
     clock.t += CLOCK_STEP_MS;
     return db.tiering.apply();
   };
-  const round = async (label: string) => {
+  const round = async (label: string, stream: StreamQuery[]) => {
     const x = await skewPass(col, stream);
     const applied = await step();
     const tiers = tierCounts(col);
@@ -293,21 +294,22 @@ async function skewedUnderBudget(
     rounds.push({ applied: applied.applied.length, failed: applied.failed.length, tiers, hotLoadedPerQuery: hotLoaded });
     log(`round ${rounds.length}${label}: ${applied.applied.length} moves (${applied.failed.length} failed), tiers ${JSON.stringify(tiers)}, cold reads/hot query ${hotLoaded.toFixed(2)}`);
   };
-  for (let r = 0; r < p.warmRounds; r++) await round('');
+  for (const stream of streams.learn) await round('', stream);
   // The heat layout: a clustering compaction of the whole collection (cold segments brought back
   // for it) with the queries of the rounds above as the engine's recent queries, then tiering
-  // rounds again so the policy settles on the new segments.
+  // rounds again so the policy settles on the new segments. From here on the queries are a fresh
+  // stream of the same workload (other draws), so the layout is measured on queries it never saw.
   log('db.compact({ cluster: true, includeCold: true }): the layout by heat');
   const tr = performance.now();
   const relayout = (await db.compact({ cluster: true, includeCold: true })).clustered[0];
   const relayoutMs = performance.now() - tr;
   const heat = relayout?.heat;
   log(`heat layout ${ms(relayoutMs)}: ${heat ? `${heat.hotPartitions} of ${heat.partitions} partitions hot (${num(heat.hotRows)} rows, ${pct(heat.hotHeatShare)} of the heat) -> ${heat.hotGroups} segments${heat.unused ? `; unused: ${heat.unused}` : ''}` : 'no heat report'}; ${relayout?.segmentIds.length ?? 0} segments`);
-  for (let r = 0; r < p.warmRounds; r++) await round(' (heat layout)');
+  for (let r = 0; r < p.warmRounds; r++) await round(' (heat layout, fresh stream)', streams.fresh);
   // Steady state: the policy keeps running between passes, as its loop would.
   const steady = [];
   for (let r = 0; r < runs; r++) {
-    steady.push(await skewPass(col, stream));
+    steady.push(await skewPass(col, streams.fresh));
     await step();
   }
   const endTiers = tierCounts(col);
@@ -432,9 +434,15 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
     const randomHot = new Set(Array.from({ length: hotCount }, (_, c) => c));
     const regionalHot = await regionalClusters(col, labels, row, firstPool, p.vectors + pool, hotCount);
     const variants = [
-      { name: 'random', hot: randomHot, stream: makeStream(labels, row, firstPool, p.vectors + pool, randomHot, p.skewed, SEED) },
-      { name: 'regional', hot: regionalHot.clusters, stream: makeStream(labels, row, firstPool, p.vectors + pool, regionalHot.clusters, p.skewed, SEED + 1) },
-    ];
+      { name: 'random', hot: randomHot, seed: SEED },
+      { name: 'regional', hot: regionalHot.clusters, seed: SEED + 1 },
+    ].map((v) => ({
+      ...v,
+      // Each tiering round draws its own queries (the engine learns from its recent ones, and a
+      // workload does not repeat itself); the measured stream is one more draw none of them saw.
+      learn: Array.from({ length: p.warmRounds }, (_, r) => makeStream(labels, row, firstPool, p.vectors + pool, v.hot, p.skewed, v.seed + 1000 * (r + 1))),
+      fresh: makeStream(labels, row, firstPool, p.vectors + pool, v.hot, p.skewed, v.seed),
+    }));
     log(`regional hot set: ${regionalHot.clusters.size} clusters whose probe searched only ${regionalHot.segments} of ${col.segments().length} segments`);
 
     // The baseline is all hot: every segment promoted (as bench:scale reads its footprint), under
@@ -443,9 +451,9 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
     for (const s of col.segments()) await db.migrate(s.id, 'hot');
     const allHot = [];
     for (const v of variants) {
-      await skewPass(col, v.stream);
+      await skewPass(col, v.fresh);
       const passes = [];
-      for (let r = 0; r < opts.runs; r++) passes.push(await skewPass(col, v.stream));
+      for (let r = 0; r < opts.runs; r++) passes.push(await skewPass(col, v.fresh));
       allHot.push({
         p50: median(passes.map((x) => percentile(x.obs.map((o) => o.ms), 50))),
         hotP50: median(passes.map((x) => percentile(x.hot.map((o) => o.ms), 50))),
@@ -464,7 +472,7 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
       log(`${v.name}: reopen with warmBytes ${mb(warmBytes)} (1/4 of ${mb(local)} local); ${p.warmRounds} rounds of stream + clock step + tiering.apply()`);
       db = await Database.open(dir, dbOptions(p, clock, { warmBytes }));
       col = db.collection(COLLECTION);
-      const r = await skewedUnderBudget(db, col, clock, v.stream, p, opts.runs, log);
+      const r = await skewedUnderBudget(db, col, clock, { learn: v.learn, fresh: v.fresh }, p, opts.runs, log);
       skews.push({ ...r, name: v.name, allHot: allHot[i]! });
       log(`${v.name} steady: ${r.endTiers['cold']} of ${r.segCount} cold, cold reads/hot query ${r.hotColdReadsPerQuery.toFixed(3)}, p50 ${ms(r.p50)} vs all-hot ${ms(allHot[i]!.p50)}`);
       await db.close();
@@ -536,7 +544,7 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
         notes: [
           `random = hot clusters are the first ${hotCount} (random centres: their rows lie in every region); regional = ${regionalHot.clusters.size} clusters whose probe row (a held-out row, k=${K}) searched only ${regionalHot.segments} segment(s), the fewest that hold ${hotCount} clusters`,
           ...skewNotes(skew), ...skewNotes(regional),
-          `steady state = ${opts.runs} passes after the rounds, an apply() after each (segments per tier read after the last); cold reads = explain segments with loaded; each workload starts from a reopen (no access statistics)`,
+          `steady state = ${opts.runs} passes of a fresh stream (same workload, other draws: queries the heat layout never saw) after the rounds, an apply() after each (segments per tier read after the last); cold reads = explain segments with loaded; each workload starts from a reopen (no access statistics)`,
           'all hot = the same stream on the same clustered segments, each promoted with db.migrate(id, "hot"), before reopening under the budget',
         ],
       },
