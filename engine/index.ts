@@ -9,6 +9,7 @@ export { SEARCH_CHANNEL, type SearchHit, type StoredRecord, type ExplainResult, 
 export type { SegmentCheck, CopyCheck } from '../tiers/verify.js';
 export type { CompactionResult } from '../gc/compactor.js';
 export type { ClusterCompactionResult } from '../gc/clustering.js';
+export type { HeatLayout } from '../workers/cluster.js';
 export type { ManifestCheck } from './segment-registry.js';
 export type { VerifyOptions, VerifyReport, GcOptions, GcReport, CompactOptions, CompactReport } from './maintenance.js';
 export type { Tier } from '../format/manifest.js';

@@ -6,7 +6,7 @@
 // owns measurement, never the engine's decisions (the tiering policy decides, this only calls apply).
 
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Database, type Collection, type DatabaseOptions, type ExplainResult } from '../engine/index.js';
+import { Database, type Collection, type DatabaseOptions, type ExplainResult, type HeatLayout } from '../engine/index.js';
 import { clusteredDataset, mulberry32 } from '../harness/datasets.js';
 import {
   median, percentile, progress, tempDir, removeDir, num, ms, ratio, pct, mb,
@@ -274,6 +274,8 @@ interface SkewResult {
     bytes: number; localBytesAfter: number;
   };
   steadyHow: Record<string, number>;
+  /** The heat layout's clustering compaction: wall time, segments after, the engine's heat report. */
+  relayout: { ms: number; segments: number; heat: HeatLayout | undefined };
 }
 
 /** Rounds of (stream, clock step, tiering.apply()), then the steady state, on a budgeted db. */
@@ -304,7 +306,7 @@ async function skewedUnderBudget(
   const relayout = (await db.compact({ cluster: true, includeCold: true })).clustered[0];
   const relayoutMs = performance.now() - tr;
   const heat = relayout?.heat;
-  log(`heat layout ${ms(relayoutMs)}: ${heat ? `${heat.hotPartitions} of ${heat.partitions} partitions hot (${num(heat.hotRows)} rows, ${pct(heat.hotHeatShare)} of the heat) -> ${heat.hotGroups} segments${heat.unused ? `; unused: ${heat.unused}` : ''}` : 'no heat report'}; ${relayout?.segmentIds.length ?? 0} segments`);
+  log(`heat layout ${ms(relayoutMs)}: ${heat ? `${heat.hotPartitions} of ${heat.partitions} partitions hot (${num(heat.hotRows)} rows, ${pct(heat.hotHeatShare)} of the heat; skew test ${pct(heat.skewHeatShare)}) -> ${heat.hotGroups} segments${heat.unused ? `; unused: ${heat.unused}` : ''}` : 'no heat report'}; ${relayout?.segmentIds.length ?? 0} segments`);
   for (let r = 0; r < p.warmRounds; r++) await round(' (heat layout, fresh stream)', streams.fresh);
   // Steady state: the policy keeps running between passes, as its loop would.
   const steady = [];
@@ -358,6 +360,7 @@ async function skewedUnderBudget(
       leftCold, keptForTail, bytes: workingSetBytes, localBytesAfter: localBytes(col),
     },
     steadyHow: howPerQuery(steady.flatMap((x) => x.obs)),
+    relayout: { ms: relayoutMs, segments: relayout?.segmentIds.length ?? 0, heat },
   };
 }
 
@@ -515,6 +518,10 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
         x.tailColdReadsPerQuery.toFixed(3), x.hotSearchedPerQuery.toFixed(2), ms(x.p50), ms(x.hotP50), ms(x.p99)],
     ];
     const skewNotes = (x: SkewResult) => [
+      `${x.name}: heat layout (db.compact({ cluster: true, includeCold: true }) after round ${p.warmRounds}): ${ms(x.relayout.ms)}, ${x.relayout.segments} segments; `
+        + (x.relayout.heat ? `${x.relayout.heat.queries} recent queries, ${x.relayout.heat.partitions} partitions, skew test ${pct(x.relayout.heat.skewHeatShare)}, `
+          + `hot set ${x.relayout.heat.hotPartitions} partitions (${num(x.relayout.heat.hotRows)} rows, ${pct(x.relayout.heat.hotHeatShare)} of the heat) -> ${x.relayout.heat.hotGroups} segments`
+          + `${x.relayout.heat.unused ? ` (unused: ${x.relayout.heat.unused})` : ''}; partitions ${ms(x.relayout.heat.ms.partitions)}, heat ${ms(x.relayout.heat.ms.heat)}` : 'no heat report'),
       `${x.name}: rounds (stream, clock +${CLOCK_STEP_MS / 60_000} min, db.tiering.apply()): ${x.rounds.map((r, i) => `${i + 1}: ${r.applied} moves, tiers ${tiersOf(r.tiers)}, cold reads/hot q ${r.hotLoadedPerQuery.toFixed(2)}`).join('; ')}`,
       `${x.name}: steady state ${x.reloadsPerPass.toFixed(1)} cold reads per pass; bytes fetched per hot q ${(x.hotBytesFetchedPerQuery / 1e6).toFixed(2)} MB, per tail q ${(x.tailBytesFetchedPerQuery / 1e6).toFixed(2)} MB; `
         + `segment visits per query by tier/how ${JSON.stringify(roundDeep(x.steadyHow))}`,
