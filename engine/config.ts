@@ -7,7 +7,8 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StratavecError, ioError } from '../format/errors.js';
-import { writeFileAtomic } from '../format/fsutil.js';
+import { TEMP_PREFIX, writeFileAtomic } from '../format/fsutil.js';
+import { COLLECTION_NAME_RE } from '../format/names.js';
 import type { DatabaseOptions, FilledOptions, MaintenanceOptions, S3ObjectStoreOptions } from './options.js';
 
 export const CONFIG_FILE = 'config.json';
@@ -33,6 +34,16 @@ export interface RecordedConfig {
 
 /** A directory holds a database if it has a recorded configuration or a collections directory
  *  (databases made before the configuration was recorded have only the latter). */
+/** The collections of a database directory, by name (sorted), without temporaries. */
+export async function listCollectionNames(dbDir: string): Promise<string[]> {
+  const colDir = path.join(dbDir, 'collections');
+  try {
+    return (await fsp.readdir(colDir)).filter((n) => !n.startsWith(TEMP_PREFIX) && COLLECTION_NAME_RE.test(n)).sort();
+  } catch (err) {
+    throw ioError(err, `listing ${colDir}`);
+  }
+}
+
 export async function isDatabase(dir: string): Promise<boolean> {
   for (const name of [CONFIG_FILE, 'collections']) {
     try {

@@ -217,7 +217,7 @@ export class Maintenance {
         report.clustered.push(await core.cluster({
           ...(opts.regions === undefined ? {} : { regions: opts.regions }),
           ...(opts.heat === undefined ? {} : { heat: opts.heat }),
-          ...(cluster && opts.includeCold !== undefined ? { includeCold: opts.includeCold } : {}),
+          ...(opts.includeCold === undefined ? {} : { includeCold: opts.includeCold }),
         }));
         continue;
       }

@@ -8,13 +8,12 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { StratavecError, ioError } from '../format/errors.js';
-import { TEMP_PREFIX, fsyncDir, writeFileAtomic } from '../format/fsutil.js';
+import { fsyncDir, writeFileAtomic } from '../format/fsutil.js';
 import { encodeManifest, listManifestVersions, manifestFileName, readManifestFile, type CollectionManifest } from '../format/manifest.js';
-import { COLLECTION_NAME_RE } from '../format/names.js';
 import type { ObjectStore } from '../tiers/object-store.js';
 import { openObjectStore } from '../tiers/open-object-store.js';
 import { adoptCollection, readRemoteManifest, remoteVersionsOf } from './bucket.js';
-import { CONFIG_FILE, isDatabase, mergeRecorded, readConfig } from './config.js';
+import { CONFIG_FILE, isDatabase, listCollectionNames, mergeRecorded, readConfig } from './config.js';
 import { DirectoryLock } from './lock.js';
 import { fillOptions, type DatabaseOptions } from './options.js';
 import { SegmentRegistry } from './segment-registry.js';
@@ -64,13 +63,7 @@ export async function repairManifests(dir: string, options: RepairManifestsOptio
   try {
     const filled = fillOptions(abs, mergeRecorded(abs, rest, await readConfig(abs)));
     store = await openObjectStore(filled.objectStore, { ...filled.objectStoreTuning, clock: filled.clock });
-    const colDir = path.join(abs, 'collections');
-    let names: string[];
-    try {
-      names = (await fsp.readdir(colDir)).filter((n) => !n.startsWith(TEMP_PREFIX) && COLLECTION_NAME_RE.test(n)).sort();
-    } catch (err) {
-      throw ioError(err, `listing ${colDir}`);
-    }
+    const names = await listCollectionNames(abs);
     const out: ManifestRecovery[] = [];
     for (const name of names) out.push(await recoverOne(abs, name, store, dryRun === true));
     return out;

@@ -8,10 +8,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StratavecError, ioError } from '../format/errors.js';
-import { TEMP_PREFIX } from '../format/fsutil.js';
 import { listManifestVersions } from '../format/manifest.js';
-import { COLLECTION_NAME_RE } from '../format/names.js';
 import { CollectionCore } from './collection-core.js';
+import { listCollectionNames } from './config.js';
 import type { EngineContext } from './context.js';
 import { SegmentRegistry } from './segment-registry.js';
 
@@ -39,17 +38,11 @@ async function newestVersion(dir: string): Promise<number | undefined> {
  * from under us. Otherwise it is loaded again.
  */
 export async function openCollectionsReadOnly(ctx: EngineContext, dbDir: string): Promise<Map<string, CollectionCore>> {
-  const colDir = path.join(dbDir, 'collections');
-  let names: string[];
-  try {
-    names = (await fsp.readdir(colDir)).filter((n) => !n.startsWith(TEMP_PREFIX) && COLLECTION_NAME_RE.test(n)).sort();
-  } catch (err) {
-    throw ioError(err, `listing ${colDir}`);
-  }
+  const names = await listCollectionNames(dbDir);
   const out = new Map<string, CollectionCore>();
   try {
     for (const name of names) {
-      const core = await openAtStableVersion(ctx, path.join(colDir, name));
+      const core = await openAtStableVersion(ctx, path.join(dbDir, 'collections', name));
       if (core) out.set(name, core);
     }
   } catch (err) {

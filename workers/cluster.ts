@@ -87,7 +87,7 @@ const MIN_PART_ROWS = 32;
 /** Rows sampled per partition to learn them (k-means' default is 256). */
 const PART_SAMPLE = 48;
 /** Fewer recent queries than this say too little about the workload: no heat layout. */
-export const MIN_HEAT_QUERIES = 256;
+const MIN_HEAT_QUERIES = 256;
 /** A query heats the partitions that hold a row within HEAT_REACH times the distance of its
  *  HEAT_NEIGHBOURS-th nearest row, looked for among the rows of its HEAT_PROBE nearest partitions
  *  (by centroid): the partitions its search would open. Measured on the cluster bench (--quick),
