@@ -19,6 +19,7 @@ import { readSegmentBounds } from '../index/bounds.js';
 import { planCompaction, type CompactionCandidate } from '../gc/compaction.js';
 import { clusteredDataset, mulberry32 } from '../harness/datasets.js';
 import { QuerySample } from '../tiers/query-sample.js';
+import { pickHotPartitions } from '../workers/cluster.js';
 import { hasCode, isTypeError, track, waitFor, withTmpDir } from './helpers/tmp.js';
 
 const DIM = 16;
@@ -428,6 +429,37 @@ describe('heat layout', () => {
       await assert.rejects(db.gc({ dryrun: true } as never), hasCode('ERR_INVALID_ARGUMENT'));
       await db.close();
     });
+  });
+
+  test('the hot set: partitions heated beyond their share, and every partition a hot query opens', () => {
+    // Ten partitions of 100 rows and one of 400. A hot cluster (0, 1) whose edge reaches into the
+    // large partition 10, a tail spread over 2..7, and one query mostly in the tail.
+    const sizes = [...Array(10).fill(100), 400];
+    const queries: number[][] = [
+      ...Array.from({ length: 20 }, () => [0, 1]),
+      ...Array.from({ length: 4 }, () => [0, 1, 10]),
+      ...[2, 3, 4, 5, 6, 7].map((p) => [p]),
+      [2, 3, 4, 0],
+    ];
+    const heat = new Float64Array(sizes.length);
+    const opened: number[] = [];
+    const openedAt = new Uint32Array(queries.length + 1);
+    queries.forEach((ps, q) => {
+      for (const p of ps) {
+        heat[p]! += 1;
+        opened.push(p);
+      }
+      openedAt[q + 1] = opened.length;
+    });
+    const pick = pickHotPartitions(sizes, heat, opened, openedAt);
+    // Partition 10 is heated 4 times, a flat workload would give it 62 * 400 / 1400 = 17.7: it is
+    // in only because the hot queries at the cluster's edge open it. 2..4 are opened by a query
+    // only one of whose four partitions is hot: not a hot query.
+    assert.deepEqual(pick.hot, [0, 1, 10], JSON.stringify(pick));
+    assert.equal(pick.joined, 1);
+    assert.equal(pick.heated, 9);
+    assert.equal(pick.hotHeatShare, (25 + 24 + 4) / 62);
+    assert.equal(pick.skewHeatShare, (25 + 24) / 62, 'the skew test counts only the partitions heated well beyond their share');
   });
 
   test('the recent-query ring keeps the last `capacity` queries', () => {
