@@ -269,7 +269,9 @@ interface SkewResult {
   workingSet: {
     segments: number; localHeld: number; bestLocalShare: number;
     /** Searches per pass (hot queries, tail queries) of the hot-searched segments left cold, and of the local ones no hot query searched. */
-    leftCold: { hot: number; tail: number }[]; keptForTail: { hot: number; tail: number }[];
+    leftCold: { hot: number; tail: number; hotGroup: boolean }[]; keptForTail: { hot: number; tail: number; hotGroup: boolean }[];
+    /** Share of the hot queries' segment searches that went to the heat layout's hot groups. */
+    inHotGroups: number;
     /** Bytes of the segments the hot queries searched; local bytes after the last apply. */
     bytes: number; localBytesAfter: number;
   };
@@ -306,7 +308,7 @@ async function skewedUnderBudget(
   const relayout = (await db.compact({ cluster: true, includeCold: true })).clustered[0];
   const relayoutMs = performance.now() - tr;
   const heat = relayout?.heat;
-  log(`heat layout ${ms(relayoutMs)}: ${heat ? `${heat.hotPartitions} of ${heat.partitions} partitions hot (${num(heat.hotRows)} rows, ${pct(heat.hotHeatShare)} of the heat; skew test ${pct(heat.skewHeatShare)}) -> ${heat.hotGroups} segments${heat.unused ? `; unused: ${heat.unused}` : ''}` : 'no heat report'}; ${relayout?.segmentIds.length ?? 0} segments`);
+  log(`heat layout ${ms(relayoutMs)}: ${heat ? `${heat.hotPartitions} of ${heat.partitions} partitions hot (${heat.joined} through hot queries; ${num(heat.hotRows)} rows, ${pct(heat.hotHeatShare)} of the heat; skew test ${pct(heat.skewHeatShare)}) -> ${heat.hotGroups} segments${heat.unused ? `; unused: ${heat.unused}` : ''}` : 'no heat report'}; ${relayout?.segmentIds.length ?? 0} segments`);
   for (let r = 0; r < p.warmRounds; r++) await round(' (heat layout, fresh stream)', streams.fresh);
   // Steady state: the policy keeps running between passes, as its loop would.
   const steady = [];
@@ -338,8 +340,13 @@ async function skewedUnderBudget(
   const local = new Set(col.segments().filter((x) => x.tier !== 'cold').map((x) => x.id));
   const bytesOf = new Map(col.segments().map((x) => [x.id, x.bytes]));
   const workingSetBytes = [...hotVisits.keys()].reduce((a, id) => a + (bytesOf.get(id) ?? 0), 0);
-  const leftCold = [...hotVisits].filter(([id]) => !local.has(id)).map(([id, n]) => ({ hot: n, tail: tailVisits.get(id) ?? 0 }));
-  const keptForTail = [...local].filter((id) => !hotVisits.has(id)).map((id) => ({ hot: 0, tail: tailVisits.get(id) ?? 0 }));
+  // The hot groups are the last regions (after the k learnt), one per group.
+  const regionOf = new Map(col.segments().map((x) => [x.id, x.region ?? -1]));
+  const lastRegion = Math.max(-1, ...regionOf.values());
+  const isHotGroup = (id: string) => (regionOf.get(id) ?? -1) > lastRegion - (heat?.hotGroups ?? 0);
+  const leftCold = [...hotVisits].filter(([id]) => !local.has(id)).map(([id, n]) => ({ hot: n, tail: tailVisits.get(id) ?? 0, hotGroup: isHotGroup(id) }));
+  const keptForTail = [...local].filter((id) => !hotVisits.has(id)).map((id) => ({ hot: 0, tail: tailVisits.get(id) ?? 0, hotGroup: isHotGroup(id) }));
+  const inHotGroups = [...hotVisits].filter(([id]) => isHotGroup(id)).reduce((a, [, n]) => a + n, 0) / Math.max(1, totalVisits);
   return {
     rounds, endTiers, segCount,
     coldFraction: endTiers['cold']! / segCount,
@@ -357,7 +364,7 @@ async function skewedUnderBudget(
     workingSet: {
       segments: hotVisits.size, localHeld,
       bestLocalShare: visitCounts.slice(0, localHeld).reduce((a, b) => a + b, 0) / Math.max(1, totalVisits),
-      leftCold, keptForTail, bytes: workingSetBytes, localBytesAfter: localBytes(col),
+      leftCold, keptForTail, inHotGroups, bytes: workingSetBytes, localBytesAfter: localBytes(col),
     },
     steadyHow: howPerQuery(steady.flatMap((x) => x.obs)),
     relayout: { ms: relayoutMs, segments: relayout?.segmentIds.length ?? 0, heat },
@@ -520,7 +527,7 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
     const skewNotes = (x: SkewResult) => [
       `${x.name}: heat layout (db.compact({ cluster: true, includeCold: true }) after round ${p.warmRounds}): ${ms(x.relayout.ms)}, ${x.relayout.segments} segments; `
         + (x.relayout.heat ? `${x.relayout.heat.queries} recent queries, ${x.relayout.heat.partitions} partitions, skew test ${pct(x.relayout.heat.skewHeatShare)}, `
-          + `hot set ${x.relayout.heat.hotPartitions} partitions (${num(x.relayout.heat.hotRows)} rows, ${pct(x.relayout.heat.hotHeatShare)} of the heat) -> ${x.relayout.heat.hotGroups} segments`
+          + `hot set ${x.relayout.heat.hotPartitions} partitions (${x.relayout.heat.joined} through hot queries, ${num(x.relayout.heat.hotRows)} rows, ${pct(x.relayout.heat.hotHeatShare)} of the heat) -> ${x.relayout.heat.hotGroups} segments`
           + `${x.relayout.heat.unused ? ` (unused: ${x.relayout.heat.unused})` : ''}; partitions ${ms(x.relayout.heat.ms.partitions)}, heat ${ms(x.relayout.heat.ms.heat)}` : 'no heat report'),
       `${x.name}: rounds (stream, clock +${CLOCK_STEP_MS / 60_000} min, db.tiering.apply()): ${x.rounds.map((r, i) => `${i + 1}: ${r.applied} moves, tiers ${tiersOf(r.tiers)}, cold reads/hot q ${r.hotLoadedPerQuery.toFixed(2)}`).join('; ')}`,
       `${x.name}: steady state ${x.reloadsPerPass.toFixed(1)} cold reads per pass; bytes fetched per hot q ${(x.hotBytesFetchedPerQuery / 1e6).toFixed(2)} MB, per tail q ${(x.tailBytesFetchedPerQuery / 1e6).toFixed(2)} MB; `
@@ -528,7 +535,8 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
       `${x.name}: hot queries' working set: they searched ${x.workingSet.segments} of ${x.segCount} segments (${mb(x.workingSet.bytes)}) in one steady pass; `
         + `after apply ${x.workingSet.localHeld} segments are local (${mb(x.workingSet.localBytesAfter)}: the policy brings local bytes down to its 70% low watermark of warmBytes), `
         + `and the ${x.workingSet.localHeld} most searched serve ${pct(x.workingSet.bestLocalShare)} of their segment searches; `
-        + `searched by hot queries but left cold: ${x.workingSet.leftCold.length} (searches per pass, hot/tail: ${x.workingSet.leftCold.map((v) => `${v.hot}/${v.tail}`).join(' ') || '-'}); `
+        + `${pct(x.workingSet.inHotGroups)} of their segment searches in the heat layout's hot groups; `
+        + `searched by hot queries but left cold: ${x.workingSet.leftCold.length} (searches per pass, hot/tail, * = a hot group: ${x.workingSet.leftCold.map((v) => `${v.hot}/${v.tail}${v.hotGroup ? '*' : ''}`).join(' ') || '-'}); `
         + `local but searched by no hot query: ${x.workingSet.keptForTail.length} (tail searches per pass: ${x.workingSet.keptForTail.map((v) => v.tail).join(' ') || '-'})`,
     ];
     const tables: Table[] = [
