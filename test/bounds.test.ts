@@ -126,6 +126,29 @@ describe('lowerBound', () => {
     }
   });
 
+  test('l2: the smallest |q - c| - r over the balls, the early-abandoning loop changes no bound', () => {
+    for (let seed = 1; seed <= 12; seed++) {
+      const rand = mulberry32(seed);
+      const dim = [5, 33, 128][seed % 3]!;
+      const n = 200 + Math.floor(rand() * 800);
+      const rows = makeRows(seed % 2 ? 'blobs' : 'uniform', n, dim, rand, 'l2');
+      const b = computeBounds(rows, dim, n, { seed });
+      const queries = [...makeQueries(rows, n, dim, rand), rows.slice(0, dim)];
+      for (const [i, q] of queries.entries()) {
+        let gap = Infinity;
+        for (let c = 0; c < b.count; c++) {
+          let s = 0;
+          for (let j = 0; j < dim; j++) s += (q[j]! - b.centroids[c * dim + j]!) ** 2;
+          gap = Math.min(gap, Math.sqrt(s) - b.radii[c]!);
+        }
+        const want = gap > 0 ? gap * gap * (1 - (dim + 8) * 2 ** -23) : 0;
+        const got = lowerBound(b, q, 'l2');
+        assert.ok(Math.abs(got - want) <= 1e-9 * Math.max(1, want), `seed ${seed}, ${n} x ${dim}, query ${i}: ${got} vs ${want}`);
+      }
+      assert.equal(lowerBound(b, rows.slice(0, dim), 'l2'), 0, `seed ${seed}: a row's own query is inside its ball`);
+    }
+  });
+
   test('is tight enough to prune: a query far from clustered rows gets most of its distance', () => {
     const dim = 32;
     const n = 2000;
