@@ -276,7 +276,7 @@ export function lowerBound(bounds: SegmentBounds, query: Float32Array, metric: M
       // ball whose partial sum of squares already passes (gap + r)^2 cannot beat the gap found
       // (l2GapUnder), and once the query is inside a ball the bound is 0. Every search computes
       // this for every segment, so it is the search's fixed cost; on the cluster bench's segments
-      // (512 balls, 128 dimensions) the shortcuts take it from 1.29 to 0.73 ms per query over 24.
+      // (512 balls, 128 dimensions) the shortcuts take it from 1.50 to 0.70 ms per query over 24.
       let gap = Infinity;
       for (let c = 0; c < count && gap > 0; c++) {
         const g = l2GapUnder(query, centroids, c * dim, dim, radii[c]!, gap);

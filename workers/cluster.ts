@@ -374,8 +374,9 @@ function meanOf(rows: Uint32Array, dim: number, vectorOf: (g: number) => Float32
  *    rest of a hot query's partitions may be below their share (the edge of a hot cluster, a
  *    large partition few queries reach); a cut on heat alone leaves them out, and a hot query that
  *    opens one partition left out reads cold. Measured on the cluster bench at 1,000,000 rows,
- *    cold reads per hot query on fresh queries: 0.004 with the cut on heat alone, 0.000 with the
- *    hot queries' partitions in (0.002 with the hot clusters in one part of the space).
+ *    cold reads per hot query on fresh queries: 0.004 with the cut on heat alone, 0.000 and 0.004
+ *    in two runs with the hot queries' partitions in (0.002 with the hot clusters in one part of
+ *    the space).
  * Returned hottest per row first.
  */
 export function pickHotPartitions(
