@@ -32,8 +32,6 @@ export interface RecordedConfig {
   maintenance: Required<MaintenanceOptions>;
 }
 
-/** A directory holds a database if it has a recorded configuration or a collections directory
- *  (databases made before the configuration was recorded have only the latter). */
 /** The collections of a database directory, by name (sorted), without temporaries. */
 export async function listCollectionNames(dbDir: string): Promise<string[]> {
   const colDir = path.join(dbDir, 'collections');
@@ -44,6 +42,8 @@ export async function listCollectionNames(dbDir: string): Promise<string[]> {
   }
 }
 
+/** A directory holds a database if it has a recorded configuration or a collections directory
+ *  (databases made before the configuration was recorded have only the latter). */
 export async function isDatabase(dir: string): Promise<boolean> {
   for (const name of [CONFIG_FILE, 'collections']) {
     try {

@@ -457,6 +457,8 @@ describe('heat layout', () => {
     // only one of whose four partitions is hot: not a hot query.
     assert.deepEqual(pick.hot, [0, 1, 10], JSON.stringify(pick));
     assert.equal(pick.joined, 1);
+    assert.equal(pick.hotRows, 600);
+    assert.equal(pick.rowShare, 600 / 1400);
     assert.equal(pick.heated, 9);
     assert.equal(pick.hotHeatShare, (25 + 24 + 4) / 62);
     assert.equal(pick.skewHeatShare, (25 + 24) / 62, 'the skew test counts only the partitions heated well beyond their share');

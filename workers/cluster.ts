@@ -307,13 +307,8 @@ function heatLayout(
     openedAt[q + 1] = opened.length;
   }
   report.ms.heat = performance.now() - t1;
-  const sizes = parts.map((x) => x.rows.length);
-  const pick = pickHotPartitions(sizes, heat, opened, openedAt);
-  const hot = pick.hot;
-  const hotRows = hot.reduce((n, p) => n + sizes[p]!, 0);
-  const rowsTotal = sizes.reduce((n, x) => n + x, 0);
-  Object.assign(report, { heated: pick.heated, hotPartitions: hot.length, joined: pick.joined, hotRows, hotHeatShare: pick.hotHeatShare, skewHeatShare: pick.skewHeatShare });
-  const rowShare = hotRows / rowsTotal;
+  const { hot, rowShare, ...pick } = pickHotPartitions(parts.map((x) => x.rows.length), heat, opened, openedAt);
+  Object.assign(report, pick, { hotPartitions: hot.length });
   if (report.skewHeatShare < MIN_HOT_HEAT || rowShare > HOT_MAX_ROWS) {
     const unused = `${Math.round(100 * report.skewHeatShare)}% of the heat on partitions searched well beyond a flat workload, ${Math.round(100 * report.hotHeatShare)}% on ${Math.round(100 * rowShare)}% of the rows: not skewed enough`;
     return { report: { ...report, unused }, groups: [] };
@@ -377,11 +372,11 @@ function meanOf(rows: Uint32Array, dim: number, vectorOf: (g: number) => Float32
  *    cold reads per hot query on fresh queries: 0.004 with the cut on heat alone, 0.000 and 0.004
  *    in two runs with the hot queries' partitions in (0.002 with the hot clusters in one part of
  *    the space).
- * Returned hottest per row first.
+ * The hot set comes hottest per row first, with the rows it holds and their share of all rows.
  */
 export function pickHotPartitions(
   sizes: readonly number[], heat: Float64Array, opened: readonly number[], openedAt: Uint32Array,
-): { hot: number[]; joined: number; heated: number; hotHeatShare: number; skewHeatShare: number } {
+): { hot: number[]; joined: number; heated: number; hotRows: number; rowShare: number; hotHeatShare: number; skewHeatShare: number } {
   const totalHeat = heat.reduce((a, b) => a + b, 0);
   const rowsTotal = sizes.reduce((n, x) => n + x, 0);
   const expected = (p: number) => (totalHeat * sizes[p]!) / rowsTotal;
@@ -399,9 +394,10 @@ export function pickHotPartitions(
     if (hotOpened > 0 && 2 * hotOpened >= to - from) for (let i = from; i < to; i++) inHot[opened[i]!] = 1;
   }
   const hot = all.filter((p) => inHot[p] === 1).sort((a, b) => heat[b]! / sizes[b]! - heat[a]! / sizes[a]! || a - b);
+  const hotRows = hot.reduce((n, p) => n + sizes[p]!, 0);
   return {
     hot, joined: hot.filter((p) => beyond[p] === 0).length, heated: all.filter((p) => heat[p]! > 0).length,
-    hotHeatShare: heatOf(hot), skewHeatShare: heatOf(surely),
+    hotRows, rowShare: rowsTotal > 0 ? hotRows / rowsTotal : 0, hotHeatShare: heatOf(hot), skewHeatShare: heatOf(surely),
   };
 }
 
