@@ -308,7 +308,7 @@ async function skewedUnderBudget(
   const relayout = (await db.compact({ cluster: true, includeCold: true })).clustered[0];
   const relayoutMs = performance.now() - tr;
   const heat = relayout?.heat;
-  log(`heat layout ${ms(relayoutMs)}: ${heat ? `${heat.hotPartitions} of ${heat.partitions} partitions hot (${heat.joined} through hot queries; ${num(heat.hotRows)} rows, ${pct(heat.hotHeatShare)} of the heat; skew test ${pct(heat.skewHeatShare)}) -> ${heat.hotGroups} segments${heat.unused ? `; unused: ${heat.unused}` : ''}` : 'no heat report'}; ${relayout?.segmentIds.length ?? 0} segments`);
+  log(`heat layout ${ms(relayoutMs)}: ${heat ? `${heat.hotPartitions} of ${heat.partitions} partitions hot (${heat.recurring} recurring, ${heat.joined} through hot queries; ${num(heat.hotRows)} rows, ${pct(heat.hotHeatShare)} of the heat; skew test ${pct(heat.skewHeatShare)}) -> ${heat.hotGroups} segments${heat.unused ? `; unused: ${heat.unused}` : ''}` : 'no heat report'}; ${relayout?.segmentIds.length ?? 0} segments`);
   for (let r = 0; r < p.warmRounds; r++) await round(' (heat layout, fresh stream)', streams.fresh);
   // Steady state: the policy keeps running between passes, as its loop would.
   const steady = [];
@@ -527,7 +527,7 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
     const skewNotes = (x: SkewResult) => [
       `${x.name}: heat layout (db.compact({ cluster: true, includeCold: true }) after round ${p.warmRounds}): ${ms(x.relayout.ms)}, ${x.relayout.segments} segments; `
         + (x.relayout.heat ? `${x.relayout.heat.queries} recent queries, ${x.relayout.heat.partitions} partitions, skew test ${pct(x.relayout.heat.skewHeatShare)}, `
-          + `hot set ${x.relayout.heat.hotPartitions} partitions (${x.relayout.heat.joined} through hot queries, ${num(x.relayout.heat.hotRows)} rows, ${pct(x.relayout.heat.hotHeatShare)} of the heat) -> ${x.relayout.heat.hotGroups} segments`
+          + `hot set ${x.relayout.heat.hotPartitions} partitions (${x.relayout.heat.recurring} recurring, ${x.relayout.heat.joined} through hot queries, ${num(x.relayout.heat.hotRows)} rows, ${pct(x.relayout.heat.hotHeatShare)} of the heat) -> ${x.relayout.heat.hotGroups} segments`
           + `${x.relayout.heat.unused ? ` (unused: ${x.relayout.heat.unused})` : ''}; partitions ${ms(x.relayout.heat.ms.partitions)}, heat ${ms(x.relayout.heat.ms.heat)}` : 'no heat report'),
       `${x.name}: rounds (stream, clock +${CLOCK_STEP_MS / 60_000} min, db.tiering.apply()): ${x.rounds.map((r, i) => `${i + 1}: ${r.applied} moves, tiers ${tiersOf(r.tiers)}, cold reads/hot q ${r.hotLoadedPerQuery.toFixed(2)}`).join('; ')}`,
       `${x.name}: steady state ${x.reloadsPerPass.toFixed(1)} cold reads per pass; bytes fetched per hot q ${(x.hotBytesFetchedPerQuery / 1e6).toFixed(2)} MB, per tail q ${(x.tailBytesFetchedPerQuery / 1e6).toFixed(2)} MB; `

@@ -19,7 +19,7 @@ import { readSegmentBounds } from '../index/bounds.js';
 import { planCompaction, type CompactionCandidate } from '../gc/compaction.js';
 import { clusteredDataset, mulberry32 } from '../harness/datasets.js';
 import { QuerySample } from '../tiers/query-sample.js';
-import { pickHotPartitions } from '../workers/cluster.js';
+import { pickHotPartitions, poissonAtLeast } from '../workers/cluster.js';
 import { hasCode, isTypeError, track, waitFor, withTmpDir } from './helpers/tmp.js';
 
 const DIM = 16;
@@ -457,11 +457,56 @@ describe('heat layout', () => {
     // only one of whose four partitions is hot: not a hot query.
     assert.deepEqual(pick.hot, [0, 1, 10], JSON.stringify(pick));
     assert.equal(pick.joined, 1);
+    assert.equal(pick.recurring, 0, 'the tail is too dense for 2..4, each opened twice, to recur');
     assert.equal(pick.hotRows, 600);
     assert.equal(pick.rowShare, 600 / 1400);
     assert.equal(pick.heated, 9);
     assert.equal(pick.hotHeatShare, (25 + 24 + 4) / 62);
     assert.equal(pick.skewHeatShare, (25 + 24) / 62, 'the skew test counts only the partitions heated well beyond their share');
+  });
+
+  test('the hot set: a partition the background would rarely open that often recurs', () => {
+    // 22 partitions of 100 rows: a hot cluster (0, 1) drawn 40 times, a sparse tail of single
+    // queries over 2..7, and a third cluster drawn three times (8, its edge in 9).
+    const sizes = Array(22).fill(100);
+    const pickOf = (queries: number[][]) => {
+      const heat = new Float64Array(sizes.length);
+      const opened: number[] = [];
+      const openedAt = new Uint32Array(queries.length + 1);
+      queries.forEach((ps, q) => {
+        for (const p of ps) {
+          heat[p]! += 1;
+          opened.push(p);
+        }
+        openedAt[q + 1] = opened.length;
+      });
+      return pickHotPartitions(sizes, heat, opened, openedAt);
+    };
+    const base = [...Array.from({ length: 40 }, () => [0, 1]), ...[2, 3, 4, 5, 6, 7].map((p) => [p])];
+    // Heat 90 over 2,200 rows: a flat share of 4.09 per partition, which 8 (heated 3) is below. The
+    // background (outside 0 and 1) is 10 / 2,000 rows, 0.5 per partition: P(Poisson(0.5) >= 3) =
+    // 1 - e^-0.5 (1 + 0.5 + 0.125) = 0.0144 <= 0.05, so 8 recurs; 9 joins through the query [8, 9],
+    // half of whose partitions are warm.
+    const three = pickOf([...base, [8], [8], [8, 9]]);
+    assert.deepEqual(three.hot, [0, 1, 8, 9], JSON.stringify(three));
+    assert.equal(three.recurring, 1);
+    assert.equal(three.joined, 1);
+    assert.equal(three.hotRows, 400);
+    // Drawn twice: background 9 / 2,000 rows, P(Poisson(0.45) >= 2) = 1 - e^-0.45 * 1.45 = 0.0755 > 0.05.
+    const two = pickOf([...base, [8], [8, 9]]);
+    assert.deepEqual(two.hot, [0, 1], JSON.stringify(two));
+    assert.equal(two.recurring, 0);
+  });
+
+  test('poissonAtLeast', () => {
+    assert.equal(poissonAtLeast(0.5, 0), 1);
+    assert.equal(poissonAtLeast(0, 1), 0);
+    assert.ok(Math.abs(poissonAtLeast(0.5, 3) - (1 - Math.exp(-0.5) * 1.625)) < 1e-12);
+    assert.ok(Math.abs(poissonAtLeast(2, 1) - (1 - Math.exp(-2))) < 1e-12);
+    // A mean past exp()'s range: half the mass is at or above the mean.
+    const large = poissonAtLeast(1000, 1000);
+    assert.ok(large > 0.49 && large < 0.52, String(large));
+    assert.ok(poissonAtLeast(1000, 1200) < 1e-8);
   });
 
   test('the recent-query ring keeps the last `capacity` queries', () => {
