@@ -227,25 +227,30 @@ test('warm pressure demotes to cold, preferring a remote copy at equal frequency
   assert.match(moveOf(p2, 'w1').reason, /needs upload first/);
 });
 
-test('warm pressure takes hot segments straight to cold once warm ones are exhausted', () => {
+test('warm pressure demotes by value, hot and warm alike; hot ones go straight to cold', () => {
   const segs = [
     seg('h1', 'hot', { frequency: 1, localBytes: 500, hotBytes: 10 }),
     seg('h2', 'hot', { frequency: 2, localBytes: 500, hotBytes: 10 }),
     seg('w', 'warm', { frequency: 9, localBytes: 300, hotBytes: 10 }),
   ];
   const policy = new DefaultTieringPolicy({ promoteMinFrequency: 100 });
+  // 1300 of 1000: the two hot segments, searched less than the warm one, go until <= 700.
   const p = policy.plan(segs, budgets(1e9, 1000), NOW);
-  assert.deepEqual(movesOf(p), { w: 'warm->cold', h1: 'hot->cold' });
+  assert.deepEqual(movesOf(p), { h1: 'hot->cold', h2: 'hot->cold' });
   assert.match(moveOf(p, 'h1').reason, /straight from hot/);
   assert.equal(moveOf(p, 'h1').bytes, 500);
-  assert.deepEqual(p.usage.hot, { bytes: 20, budget: 1e9, after: 10 });
-  assert.deepEqual(p.usage.warm, { bytes: 1300, budget: 1000, after: 500 });
+  assert.deepEqual(p.usage.hot, { bytes: 20, budget: 1e9, after: 0 });
+  assert.deepEqual(p.usage.warm, { bytes: 1300, budget: 1000, after: 300 });
 
-  // A small warm segment is demoted first, but once h1 is gone it fits again: given back.
+  // With a smaller warm segment, h1 alone brings local usage under the low watermark.
   const small = [segs[0]!, segs[1]!, { ...segs[2]!, localBytes: 100 }];
   const p2 = policy.plan(small, budgets(1e9, 1000), NOW);
   assert.deepEqual(movesOf(p2), { h1: 'hot->cold' });
   assert.equal(p2.usage.warm.after, 600);
+
+  // At equal value the warm one goes first: no loaded index is dropped.
+  const tie = [seg('h', 'hot', { frequency: 1, localBytes: 500 }), seg('w', 'warm', { frequency: 1, localBytes: 500 })];
+  assert.deepEqual(movesOf(policy.plan(tie, budgets(1e9, 1000), NOW)), { w: 'warm->cold' });
 });
 
 test('hot pressure then warm pressure: one move hot -> cold, with both reasons', () => {

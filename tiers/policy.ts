@@ -20,10 +20,13 @@
 //  4. Idle (only if `coldAfterIdleMs` is set): a segment headed for warm whose last touch is more
 //     than `coldAfterIdleMs` ago goes cold even without pressure. Idle segments are never promoted.
 //  5. Warm pressure: if local usage > highWatermark * warmBytes, segments are demoted to cold, least
-//     valuable first, until local usage <= lowWatermark * warmBytes: warm ones (including those step
-//     3 just demoted: their one move becomes hot -> cold) before hot ones, which go straight to cold.
-//     Among equal frequencies a segment that already has a remote copy goes first (no upload);
-//     one without can still go, the engine uploads it before releasing the local file.
+//     valuable first, until local usage <= lowWatermark * warmBytes, warm and hot ones alike (a hot
+//     segment goes straight to cold; one step 3 just demoted makes one move, hot -> cold). Value,
+//     not tier: a hot segment nothing searches any more must not keep its place while a warm one
+//     searched every pass goes cold (a hot tier with room never demotes it otherwise).
+//     Among equal frequencies a segment that already has a remote copy goes first (no upload),
+//     then a warm one before a hot one (no loaded index dropped); one without a remote copy can
+//     still go, the engine uploads it before releasing the local file.
 //  6. Give-back: greedy demotion overshoots when a large segment goes last, so demotions that turn
 //     out unnecessary are undone, most valuable first, while usage stays <= the low watermark: first
 //     the cold demotions of step 5 (local usage), then the warm demotions of step 3 (hot usage).
@@ -202,10 +205,12 @@ function mostValuable(a: Work, b: Work): number {
   return leastValuable(b, a);
 }
 
-/** For demotion to cold: as leastValuable, but at equal frequency one with a remote copy first. */
+/** For demotion to cold: as leastValuable, but at equal frequency one with a remote copy first,
+ *  then one headed for warm before one headed for hot. */
 function cheapestToCold(a: Work, b: Work): number {
   return cmp(a.s.frequency, b.s.frequency)
     || cmp(Number(b.s.hasRemoteCopy), Number(a.s.hasRemoteCopy))
+    || cmp(RANK[a.target], RANK[b.target])
     || cmp(lastTouch(a.s), lastTouch(b.s))
     || cmp(a.s.id, b.s.id);
 }
@@ -379,16 +384,14 @@ export class DefaultTieringPolicy implements TieringPolicy {
       }
     }
 
-    // Warm (local disk) pressure: demote to cold, warm ones before hot ones.
+    // Warm (local disk) pressure: demote to cold by value, warm and hot alike.
     const coldDemoted: Work[] = [];
     if (ledger.local > highLocal) {
       const level = `local disk at ${fmtPct(ledger.local, budgets.warmBytes)} of warm budget (${fmtBytes(ledger.local)} of ${fmtBytes(budgets.warmBytes)}, > ${high} high watermark)`;
-      const warm = works.filter((x) => x.target === 'warm' && demotable(x)).sort(cheapestToCold);
-      const hot = works.filter((x) => x.target === 'hot' && demotable(x)).sort(cheapestToCold);
-      for (const w of [...warm, ...hot]) {
+      for (const w of works.filter((x) => x.target !== 'cold' && demotable(x)).sort(cheapestToCold)) {
         if (ledger.local <= lowLocal) break;
         const copy = w.s.hasRemoteCopy ? 'remote copy exists' : 'needs upload first';
-        const from = w.target === 'hot' ? '; warm candidates exhausted, so straight from hot' : '';
+        const from = w.target === 'hot' ? '; straight from hot' : '';
         ledger.move(w, 'cold', 'local-pressure',
           `${level}: demoting least used to cold until <= ${low} low watermark (${stats(w.s)}; ${copy}${from})`);
         coldDemoted.push(w);
