@@ -441,17 +441,7 @@ describe('heat layout', () => {
       ...[2, 3, 4, 5, 6, 7].map((p) => [p]),
       [2, 3, 4, 0],
     ];
-    const heat = new Float64Array(sizes.length);
-    const opened: number[] = [];
-    const openedAt = new Uint32Array(queries.length + 1);
-    queries.forEach((ps, q) => {
-      for (const p of ps) {
-        heat[p]! += 1;
-        opened.push(p);
-      }
-      openedAt[q + 1] = opened.length;
-    });
-    const pick = pickHotPartitions(sizes, heat, opened, openedAt);
+    const pick = pickFromQueries(sizes, queries);
     // Partition 10 is heated 4 times, a flat workload would give it 62 * 400 / 1400 = 17.7: it is
     // in only because the hot queries at the cluster's edge open it. 2..4 are opened by a query
     // only one of whose four partitions is hot: not a hot query.
@@ -469,24 +459,12 @@ describe('heat layout', () => {
     // 22 partitions of 100 rows: a hot cluster (0, 1) drawn 40 times, a sparse tail of single
     // queries over 2..7, and a third cluster drawn three times (8, its edge in 9).
     const sizes = Array(22).fill(100);
-    const pickOf = (queries: number[][]) => {
-      const heat = new Float64Array(sizes.length);
-      const opened: number[] = [];
-      const openedAt = new Uint32Array(queries.length + 1);
-      queries.forEach((ps, q) => {
-        for (const p of ps) {
-          heat[p]! += 1;
-          opened.push(p);
-        }
-        openedAt[q + 1] = opened.length;
-      });
-      return pickHotPartitions(sizes, heat, opened, openedAt);
-    };
+    const pickOf = (queries: number[][]) => pickFromQueries(sizes, queries);
     const base = [...Array.from({ length: 40 }, () => [0, 1]), ...[2, 3, 4, 5, 6, 7].map((p) => [p])];
     // Heat 90 over 2,200 rows: a flat share of 4.09 per partition, which 8 (heated 3) is below. The
     // background (outside 0 and 1) is 10 / 2,000 rows, 0.5 per partition: P(Poisson(0.5) >= 3) =
     // 1 - e^-0.5 (1 + 0.5 + 0.125) = 0.0144 <= 0.05, so 8 recurs; 9 joins through the query [8, 9],
-    // half of whose partitions are warm.
+    // half of whose partitions are busy.
     const three = pickOf([...base, [8], [8], [8, 9]]);
     assert.deepEqual(three.hot, [0, 1, 8, 9], JSON.stringify(three));
     assert.equal(three.recurring, 1);
@@ -533,3 +511,18 @@ describe('planCompaction with regions', () => {
     assert.deepEqual(groups.map((g) => g.sources), [['c.1', 'c.3'], ['c.2', 'c.5'], ['c.4', 'c.6']]);
   });
 });
+
+/** pickHotPartitions over `sizes`, each query given as the partitions it opened. */
+function pickFromQueries(sizes: number[], queries: number[][]) {
+  const heat = new Float64Array(sizes.length);
+  const opened: number[] = [];
+  const openedAt = new Uint32Array(queries.length + 1);
+  queries.forEach((ps, q) => {
+    for (const p of ps) {
+      heat[p]! += 1;
+      opened.push(p);
+    }
+    openedAt[q + 1] = opened.length;
+  });
+  return pickHotPartitions(sizes, heat, opened, openedAt);
+}

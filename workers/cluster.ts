@@ -50,8 +50,8 @@ export interface HeatLayout {
   /** Share of the heat on partitions heated 3 Poisson deviations beyond a flat workload's share
    *  (the skew test: at least MIN_HOT_HEAT). */
   skewHeatShare: number;
-  /** The hot set: the partitions heated beyond a flat workload's share or recurring, and every
-   *  partition a hot query opens (one at least half of whose partitions are so); its share of the heat. */
+  /** The hot set: the busy partitions (heated beyond a flat workload's share, or recurring), and
+   *  every partition a hot query opens (one at least half of whose partitions are busy); its share of the heat. */
   hotPartitions: number;
   /** Of hotPartitions, those at or below their share that recur: opened by more queries than the
    *  background (the heat density outside the surely hot partitions) would give them, at p <= RECUR_P. */
@@ -372,19 +372,20 @@ function meanOf(rows: Uint32Array, dim: number, vectorOf: (g: number) => Float32
  * flat workload (queries spread like the rows) would give each partition:
  *  - the skew test: the share of the heat on partitions heated more than HOT_SIGMAS Poisson
  *    deviations beyond their flat share (the caller wants at least MIN_HOT_HEAT);
- *  - a partition is warm when it is heated beyond its flat share, or recurs: opened by two queries
+ *  - a partition is busy when it is heated beyond its flat share, or recurs: opened by two queries
  *    or more, when the background (the heat per row outside the partitions the skew test counts,
  *    what the workload's tail gives) would open it that often with probability at most RECUR_P.
  *    Under a skewed workload the flat share is several times the tail's, so a hot cluster the
  *    recent queries drew only 2-3 times sits below it (measured at 200,000 rows: the only hot
  *    queries whose neighbours were all outside the hot set were of two such clusters);
- *  - the hot set: every warm partition, and every partition a hot query opens, a hot query being one
- *    at least half of whose partitions are warm. The rest of a hot query's partitions may be cold
+ *  - the hot set: every busy partition, and every partition a hot query opens, a hot query being one
+ *    at least half of whose partitions are busy. The rest of a hot query's partitions may not be
  *    (the edge of a hot cluster, a large partition few queries reach); a cut on heat alone leaves
  *    them out, and a hot query that opens one partition left out reads cold. Measured on the
  *    cluster bench at 1,000,000 rows, cold reads per hot query on fresh queries: 0.004 with the cut
- *    on heat alone, 0.000 and 0.004 in two runs with the hot queries' partitions in (0.002 with
- *    the hot clusters in one part of the space).
+ *    on heat alone, 0.000 and 0.004 in two runs with the hot queries' partitions in, 0.004 with
+ *    recurring partitions too (the policy then kept hot-tier segments nothing searched: fixed
+ *    there), 0.000 in two runs with both (0.004 and 0.000 with the hot clusters in one part of the space).
  * The hot set comes hottest per row first, with the rows it holds and their share of all rows.
  */
 export function pickHotPartitions(
@@ -400,23 +401,23 @@ export function pickHotPartitions(
   const surelyHeat = surely.reduce((n, p) => n + heat[p]!, 0);
   const background = rowsTotal > surelyRows ? (totalHeat - surelyHeat) / (rowsTotal - surelyRows) : 0;
   // 0: cold, 1: beyond its flat share, 2: recurring.
-  const warm = new Uint8Array(sizes.length);
+  const busy = new Uint8Array(sizes.length);
   for (const p of all) {
-    if (heat[p]! > expected(p)) warm[p] = 1;
-    else if (heat[p]! >= 2 && poissonAtLeast(background * sizes[p]!, heat[p]!) <= RECUR_P) warm[p] = 2;
+    if (heat[p]! > expected(p)) busy[p] = 1;
+    else if (heat[p]! >= 2 && poissonAtLeast(background * sizes[p]!, heat[p]!) <= RECUR_P) busy[p] = 2;
   }
-  const inHot = Uint8Array.from(warm, (w) => (w > 0 ? 1 : 0));
+  const inHot = Uint8Array.from(busy, (b) => (b > 0 ? 1 : 0));
   for (let q = 0; q + 1 < openedAt.length; q++) {
     const from = openedAt[q]!;
     const to = openedAt[q + 1]!;
-    let warmOpened = 0;
-    for (let i = from; i < to; i++) if (warm[opened[i]!]! > 0) warmOpened++;
-    if (warmOpened > 0 && 2 * warmOpened >= to - from) for (let i = from; i < to; i++) inHot[opened[i]!] = 1;
+    let busyOpened = 0;
+    for (let i = from; i < to; i++) if (busy[opened[i]!]! > 0) busyOpened++;
+    if (busyOpened > 0 && 2 * busyOpened >= to - from) for (let i = from; i < to; i++) inHot[opened[i]!] = 1;
   }
   const hot = all.filter((p) => inHot[p] === 1).sort((a, b) => heat[b]! / sizes[b]! - heat[a]! / sizes[a]! || a - b);
   const hotRows = hot.reduce((n, p) => n + sizes[p]!, 0);
   return {
-    hot, recurring: hot.filter((p) => warm[p] === 2).length, joined: hot.filter((p) => warm[p] === 0).length, heated: all.filter((p) => heat[p]! > 0).length,
+    hot, recurring: hot.filter((p) => busy[p] === 2).length, joined: hot.filter((p) => busy[p] === 0).length, heated: all.filter((p) => heat[p]! > 0).length,
     hotRows, rowShare: rowsTotal > 0 ? hotRows / rowsTotal : 0, hotHeatShare: heatOf(hot), skewHeatShare: heatOf(surely),
   };
 }
