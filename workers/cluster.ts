@@ -384,8 +384,9 @@ function meanOf(rows: Uint32Array, dim: number, vectorOf: (g: number) => Float32
  *    them out, and a hot query that opens one partition left out reads cold. Measured on the
  *    cluster bench at 1,000,000 rows, cold reads per hot query on fresh queries: 0.004 with the cut
  *    on heat alone, 0.000 and 0.004 in two runs with the hot queries' partitions in, 0.004 with
- *    recurring partitions too (the policy then kept hot-tier segments nothing searched: fixed
- *    there), 0.000 in two runs with both (0.004 and 0.000 with the hot clusters in one part of the space).
+ *    recurring partitions too (the policy then kept segments nothing searched, as it demoted warm
+ *    ones first: fixed there), 0.000 in two runs with both (0.004 and 0.000 with the hot clusters
+ *    in one part of the space).
  * The hot set comes hottest per row first, with the rows it holds and their share of all rows.
  */
 export function pickHotPartitions(
