@@ -330,20 +330,8 @@ function l2GapUnder(q: Float32Array, centroids: Float32Array, off: number, dim: 
   if (reach <= 0) return Infinity; // the distance is never negative
   const limit = reach === Infinity ? Infinity : reach * reach;
   let s = 0;
-  let i = 0;
   for (let block = 0; block < dim; block += ABANDON_BLOCK) {
-    const end = Math.min(dim, block + ABANDON_BLOCK);
-    for (; i + 3 < end; i += 4) {
-      const d0 = q[i]! - centroids[off + i]!;
-      const d1 = q[i + 1]! - centroids[off + i + 1]!;
-      const d2 = q[i + 2]! - centroids[off + i + 2]!;
-      const d3 = q[i + 3]! - centroids[off + i + 3]!;
-      s += d0 * d0 + d1 * d1 + (d2 * d2 + d3 * d3);
-    }
-    for (; i < end; i++) {
-      const d = q[i]! - centroids[off + i]!;
-      s += d * d;
-    }
+    s += l2Squared(q, block, centroids, off + block, Math.min(ABANDON_BLOCK, dim - block));
     if (s > limit) return Infinity;
   }
   return Math.sqrt(s) - r;

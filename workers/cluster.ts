@@ -278,7 +278,6 @@ function heatLayout(
   // Each query heats the partitions holding rows near its nearest ones. Not the partitions whose
   // ball (centroid, radius) reaches it: in high dimensions a wide partition's ball holds queries
   // whose neighbours are all elsewhere (tried: most of the hot set was such partitions).
-  const heat = new Float64Array(parts.length);
   const probeCount = Math.min(HEAT_PROBE, parts.length);
   // The nearest partitions by centroid: hnswlib's brute force (SIMD) over thousands of centroids.
   const centroidIndex = stop.native(() => new BruteforceSearch('l2', dim));
@@ -288,7 +287,7 @@ function heatLayout(
   const probeRows = parts.reduce((m, x) => Math.max(m, x.rows.length), 0) * probeCount; // no spread: 100k+ partitions at 10M rows
   const near = new Float64Array(probeRows);
   const owner = new Uint32Array(probeRows);
-  // What each query opened: query q's partitions are opened[openedAt[q] .. openedAt[q + 1]).
+  // What each query opened (heated): query q's partitions are opened[openedAt[q] .. openedAt[q + 1]).
   const opened: number[] = [];
   const openedAt = new Uint32Array(nq + 1);
   for (let q = 0; q < nq; q++) {
@@ -308,14 +307,11 @@ function heatLayout(
     const reach = top.kth() * HEAT_REACH * HEAT_REACH;
     const touched = new Set<number>();
     for (let i = 0; i < at; i++) if (near[i]! <= reach) touched.add(owner[i]!);
-    for (const p of touched) {
-      heat[p]! += 1;
-      opened.push(p);
-    }
+    for (const p of touched) opened.push(p);
     openedAt[q + 1] = opened.length;
   }
   report.ms.heat = performance.now() - t1;
-  const { hot, rowShare, ...pick } = pickHotPartitions(parts.map((x) => x.rows.length), heat, opened, openedAt);
+  const { hot, rowShare, ...pick } = pickHotPartitions(parts.map((x) => x.rows.length), opened, openedAt);
   Object.assign(report, pick, { hotPartitions: hot.length });
   if (report.skewHeatShare < MIN_HOT_HEAT || rowShare > HOT_MAX_ROWS) {
     const unused = `${Math.round(100 * report.skewHeatShare)}% of the heat on partitions searched well beyond a flat workload, ${Math.round(100 * report.hotHeatShare)}% on ${Math.round(100 * rowShare)}% of the rows: not skewed enough`;
@@ -367,9 +363,10 @@ function meanOf(rows: Uint32Array, dim: number, vectorOf: (g: number) => Float32
 }
 
 /**
- * The hot set, from the heat of each partition (`sizes[p]` rows, opened by `heat[p]` queries) and
- * what each query opened (query q: `opened[openedAt[q] .. openedAt[q + 1])`), judged against what a
- * flat workload (queries spread like the rows) would give each partition:
+ * The hot set, from what each query opened (query q: `opened[openedAt[q] .. openedAt[q + 1])`, each
+ * partition at most once) over partitions of `sizes[p]` rows. A partition's heat is the number of
+ * queries that opened it, judged against what a flat workload (queries spread like the rows) would
+ * give it:
  *  - the skew test: the share of the heat on partitions heated more than HOT_SIGMAS Poisson
  *    deviations beyond their flat share (the caller wants at least MIN_HOT_HEAT);
  *  - a partition is busy when it is heated beyond its flat share, or recurs: opened by two queries
@@ -390,9 +387,11 @@ function meanOf(rows: Uint32Array, dim: number, vectorOf: (g: number) => Float32
  * The hot set comes hottest per row first, with the rows it holds and their share of all rows.
  */
 export function pickHotPartitions(
-  sizes: readonly number[], heat: Float64Array, opened: readonly number[], openedAt: Uint32Array,
+  sizes: readonly number[], opened: readonly number[], openedAt: Uint32Array,
 ): { hot: number[]; recurring: number; joined: number; heated: number; hotRows: number; rowShare: number; hotHeatShare: number; skewHeatShare: number } {
-  const totalHeat = heat.reduce((a, b) => a + b, 0);
+  const heat = new Float64Array(sizes.length);
+  for (const p of opened) heat[p]! += 1;
+  const totalHeat = opened.length;
   const rowsTotal = sizes.reduce((n, x) => n + x, 0);
   const expected = (p: number) => (totalHeat * sizes[p]!) / rowsTotal;
   const heatOf = (ps: number[]) => (totalHeat > 0 ? ps.reduce((n, p) => n + heat[p]!, 0) / totalHeat : 0);
