@@ -127,22 +127,26 @@ export async function sealStoppedMidWrite(input: { task: SealTask; after: 'exit'
 
 /**
  * Marks itself inside native code for `ms` (nativeBlock stands in for a long native call; `inside`
- * appears once it is in), writes `marker`, then ignores the stop request and spins: the pool must
- * wait for the mark to clear before it terminates the thread. Had it terminated the thread during
- * the call, no JavaScript would run after it and the marker would never appear. The marker says
- * whether the pool had asked the task to stop by the time the call returned (`asked to stop` /
- * `not asked`).
+ * appears once it is in), writes `marker` while still marked, then ignores the stop request and
+ * spins: the pool must wait for the mark to clear before it terminates the thread. Had it
+ * terminated the thread during the call, no JavaScript would run after it and the marker would
+ * never appear. The marker is written inside the mark because the pool may terminate the thread
+ * the moment the mark clears: written after it, a loaded machine could lose that race (CI did).
+ * It says whether the pool had asked the task to stop by the time the call returned
+ * (`asked to stop` / `not asked`).
  */
 export async function longNativeIgnoringStop(input: { ms: number; inside: string; marker: string } & Stoppable): Promise<never> {
   const stop = TaskStop.of(input);
-  stop.native(() => nativeBlock(input.ms, input.inside));
-  let asked = false;
-  try {
-    stop.check();
-  } catch {
-    asked = true;
-  }
-  writeFileSync(input.marker, asked ? 'asked to stop' : 'not asked');
+  stop.native(() => {
+    nativeBlock(input.ms, input.inside);
+    let asked = false;
+    try {
+      stop.check();
+    } catch {
+      asked = true;
+    }
+    writeFileSync(input.marker, asked ? 'asked to stop' : 'not asked');
+  });
   for (;;) {
     // ignores the stop request
   }
