@@ -100,8 +100,9 @@ async function withServer(t: TestContext, kind: S3ServerKind, fn: (server: S3Tes
 }
 
 for (const kind of KINDS) {
+  // The timeout only catches a hang (the race takes 40-60 s on a loaded 2-core machine).
   test(`[${kind.label}] two writer processes racing on one prefix: one acknowledges each version, the loser is fenced, nothing acknowledged is lost`,
-    { skip: kind.skip ?? (kind.label === 's3rver' ? NO_CAS : undefined), timeout: 100_000 }, async (t) => {
+    { skip: kind.skip ?? (kind.label === 's3rver' ? NO_CAS : undefined), timeout: 900_000 }, async (t) => {
       await withServer(t, kind, async (server) => withTmpDir('bucket-race', async (dir) => {
         const prefix = `race-${randomBytes(3).toString('hex')}`;
         const objectStore = s3Store(server, prefix);
@@ -191,15 +192,18 @@ test('a writer whose heartbeat is stale by the clock is taken over without takeo
     const objectStore = pathToFileURL(path.join(dir, 'bucket')).href;
     let now = 1_000_000;
     const clock = { now: () => now };
-    const opts = { ...QUIET, objectStore, clock, heartbeatMs: 1000, writerStaleMs: 5000 };
+    // The heartbeat timer is real: an hour apart, so no beat of a's (stamped with the fake clock)
+    // lands between the clock's moves and b's opens, however slow the machine.
+    const HOUR = 3_600_000;
+    const opts = { ...QUIET, objectStore, clock, heartbeatMs: HOUR, writerStaleMs: 5 * HOUR };
     const a = track(await Database.open(path.join(dir, 'a'), opts));
     const colA = await a.createCollection('docs', { dimension: DIM });
     await colA.upsert([{ id: 'x', vector: vec(1) }]);
     await colA.flush();
     await a.flushUploads(); // the segment's copy is in the bucket before b adopts it
-    now += 4000; // inside the staleness limit: a is alive
+    now += 4 * HOUR; // inside the staleness limit: a is alive
     await assert.rejects(Database.open(path.join(dir, 'b'), opts), hasCode('ERR_WRITER_ACTIVE'));
-    now += 2000; // 6 s since a's last heartbeat: gone
+    now += 2 * HOUR; // 6 hours since a's last heartbeat: gone
     const b = track(await Database.open(path.join(dir, 'b'), opts));
     assert.ok((await b.collection('docs').get(['x']))[0]);
     await assert.rejects(colA.flush().then(() => colA.upsert([{ id: 'y', vector: vec(2) }])).then(() => colA.flush()), hasCode('ERR_WRITER_FENCED'));

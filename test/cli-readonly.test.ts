@@ -16,6 +16,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Database, publishedAccess, readPublishedStats, type DatabaseOptions, type SegmentDetail } from '../engine/index.js';
 import { flipByte, hashTree, hasCode, track, withTmpDir } from './helpers/tmp.js';
+import { TEMP_PREFIX } from '../format/fsutil.js';
 import { cli, show } from './helpers/cli-run.js';
 import { rowVector, type AppWriterConfig } from './helpers/app-writer.js';
 
@@ -88,14 +89,32 @@ class AppProcess {
   }
 }
 
-const withoutStats = (m: Map<string, string>) => {
-  m.delete('stats.json'); // the app's published view, rewritten when its figures change
-  return m;
-};
+/**
+ * The app's published view, stats.json, is rewritten (through a temp file) whenever its figures
+ * change, and its memory figures change at every tick: the walk skips both names.
+ */
+const notStats = (rel: string) => rel === 'stats.json' || rel.startsWith(`${TEMP_PREFIX}stats.json-`);
 const scratchDirs = async () => new Set((await fsp.readdir(os.tmpdir())).filter((n) => n.startsWith('stratavec-ro-')));
 
+/**
+ * Runs `body` with the temp directory (TMPDIR, which the cli() children inherit) set to a fresh
+ * one under `dir`: the read-only scratch directories counted are this test's alone, not those of
+ * another test file's commands running beside it.
+ */
+async function withOwnTmpdir<T>(dir: string, body: () => Promise<T>): Promise<T> {
+  const saved = process.env['TMPDIR'];
+  process.env['TMPDIR'] = path.join(dir, 'tmpdir');
+  await fsp.mkdir(process.env['TMPDIR']);
+  try {
+    return await body();
+  } finally {
+    if (saved === undefined) delete process.env['TMPDIR'];
+    else process.env['TMPDIR'] = saved;
+  }
+}
+
 test('beside a running writer: look-only commands work and change nothing; the rest say the database is in use; the API refuses writes with ERR_READ_ONLY', async () => {
-  await withTmpDir('cli-ro', async (dir) => {
+  await withTmpDir('cli-ro', async (dir) => withOwnTmpdir(dir, async () => {
     const { dbDir, storeDir, ids, segs } = await appDatabase(dir);
     // Heartbeats far apart, so that the bucket holds still while it is compared.
     const app = new AppProcess({ dir: dbDir, dimension: DIM, touch: ['s2-0', 's2-1', 's3-0'], options: { ...QUIET, statsIntervalMs: 50, heartbeatMs: 600_000, writerStaleMs: 1_200_000 } });
@@ -103,14 +122,14 @@ test('beside a running writer: look-only commands work and change nothing; the r
       const pid = Number((await app.next()).split(' ')[1]);
       assert.equal(await app.send('write live 15'), `OK ${ids.length + 15}`); // acknowledged, in the WAL only
       for (let i = 0; i < 15; i++) ids.push(`live-${i}`);
-      // Wait for the app to publish its figures after that write (so stats.json holds still too).
+      // Wait for the app to publish its figures after that write.
       for (let t = 0; t < 200; t++) {
         const p = await readPublishedStats(dbDir).catch(() => undefined);
         if ((p?.stats as { collections?: { docs?: { records: number } } } | undefined)?.collections?.docs?.records === ids.length) break;
         await new Promise((r) => setTimeout(r, 25));
       }
       const scratchBefore = await scratchDirs();
-      const before = withoutStats(await hashTree(dbDir));
+      const before = await hashTree(dbDir, notStats);
       const storeBefore = await hashTree(storeDir);
 
       const json = async (args: string[]) => {
@@ -198,7 +217,7 @@ test('beside a running writer: look-only commands work and change nothing; the r
         assert.match(r.stderr, /in use by another process/, args.join(' '));
       }
 
-      assert.deepEqual(withoutStats(await hashTree(dbDir)), before, 'nothing in the directory changed');
+      assert.deepEqual(await hashTree(dbDir, notStats), before, 'nothing in the directory changed');
       assert.deepEqual(await hashTree(storeDir), storeBefore, 'nothing in the object store changed');
       const leftover = [...(await scratchDirs())].filter((n) => !scratchBefore.has(n));
       assert.deepEqual(leftover, [], 'scratch directories removed at close');
@@ -223,7 +242,7 @@ test('beside a running writer: look-only commands work and change nothing; the r
       await app.quit();
     }
     assert.equal(existsSync(path.join(dbDir, 'LOCK')), false);
-  });
+  }));
 });
 
 test('a corrupt newest manifest: commands point at repair-manifest; verify --repair restores it from the bucket and every record reads back', async () => {

@@ -197,7 +197,13 @@ test(`clustering compaction survives kill -9 at seeded points (seed ${BASE_SEED}
       }
       try {
         const col = db.collection(COLLECTION);
-        await waitFor(() => (db.stats().collections[COLLECTION]?.sealing ?? 0) === 0, 'a seal queued by open', 120_000);
+        // Open rotates a growing segment the replay filled and does not wait for it: until the
+        // rotation has queued its seal, `sealing` is still 0 but the growing segment is full.
+        const busy = () => {
+          const c = db.stats().collections[COLLECTION];
+          return c !== undefined && (c.sealing > 0 || c.growing.rows >= SEGMENT_MAX);
+        };
+        await waitFor(() => !busy(), 'a seal queued by open', 120_000);
         const man = (await loadLatestManifest(path.join(colDir, 'manifest')))!;
         assert.deepEqual(await liveIdsTwice(colDir, man), [], `${ctx}: ids live in two segments (both layouts committed)`);
         const files = (await fsp.readdir(path.join(colDir, 'segments'))).sort();

@@ -55,13 +55,18 @@ export function isTypeError(err: unknown): true {
   return true;
 }
 
-/** Every file under `dir` (relative path, sorted) with the SHA-256 of its bytes. */
-export async function hashTree(dir: string): Promise<Map<string, string>> {
+/**
+ * Every file under `dir` (relative path, sorted) with the SHA-256 of its bytes, except those
+ * `skip` names: files another process rewrites while the tree is walked (a temp file listed may be
+ * renamed away before it is read).
+ */
+export async function hashTree(dir: string, skip: (rel: string) => boolean = () => false): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   const walk = async (rel: string): Promise<void> => {
     const entries = await fsp.readdir(path.join(dir, rel), { withFileTypes: true });
     for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
       const r = path.join(rel, e.name);
+      if (skip(r)) continue;
       if (e.isDirectory()) {
         out.set(`${r}/`, 'dir');
         await walk(r);
