@@ -22,7 +22,8 @@ export interface PublishedStats {
   pid: number;
   /** ms since the epoch (the database's clock). */
   writtenAt: number;
-  /** How often it is checked while open (rewritten only when a figure changed). */
+  /** How often it is checked while open (rewritten when a figure changed; when only the memory
+   *  figures did, every MEMORY_REFRESH_TICKS checks). */
   intervalMs: number;
   /** false in the last write, made by close(). */
   open: boolean;
@@ -31,6 +32,13 @@ export interface PublishedStats {
   access?: PublishedAccess;
 }
 
+/**
+ * Ticks an otherwise unchanged database waits before it rewrites the file for its memory figures
+ * alone: those (the JS heap above all) move at every tick, and an idle database should not rewrite
+ * its file every tick for them.
+ */
+export const MEMORY_REFRESH_TICKS = 6;
+
 export class StatsPublisher {
   readonly #file: string;
   readonly #intervalMs: number;
@@ -38,8 +46,10 @@ export class StatsPublisher {
   readonly #now: () => number;
   readonly #access: (() => PublishedAccess) | undefined;
   #timer: NodeJS.Timeout | undefined;
-  /** The last figures written: an idle database does not rewrite its file every tick. */
+  /** The last figures written, but for the memory section: see MEMORY_REFRESH_TICKS. */
   #last = '';
+  /** Ticks since the last write. */
+  #unchanged = 0;
   #writing: Promise<void> = Promise.resolve();
 
   constructor(dir: string, intervalMs: number, snapshot: () => unknown, now: () => number, access?: () => PublishedAccess) {
@@ -69,10 +79,14 @@ export class StatsPublisher {
   #publish(open: boolean): void {
     let body: string;
     try {
-      const figures = JSON.stringify({ open, stats: this.#snapshot(), access: this.#access?.() });
-      if (figures === this.#last) return;
-      this.#last = figures;
-      const parsed = JSON.parse(figures) as Pick<PublishedStats, 'stats' | 'access'>;
+      // A JSON copy: what is compared is what would be written.
+      const parsed = JSON.parse(JSON.stringify({ stats: this.#snapshot(), access: this.#access?.() })) as Pick<PublishedStats, 'stats' | 'access'>;
+      const key = JSON.stringify({ open, ...parsed }, function (this: unknown, k: string, v: unknown) {
+        return k === 'memory' && this === parsed.stats ? undefined : v;
+      });
+      if (key === this.#last && ++this.#unchanged < MEMORY_REFRESH_TICKS) return;
+      this.#last = key;
+      this.#unchanged = 0;
       const doc: PublishedStats = { pid: process.pid, writtenAt: this.#now(), intervalMs: this.#intervalMs, open, stats: parsed.stats, ...(parsed.access ? { access: parsed.access } : {}) };
       body = `${JSON.stringify(doc)}\n`;
     } catch {
