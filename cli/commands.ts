@@ -131,7 +131,8 @@ const COMMANDS: Command[] = [
     name: 'compact', args: '<dir>', run: compactCommand,
     options: {
       ...DB_OPTIONS, 'dry-run': { type: 'boolean', short: 'n', help: 'plan only; change nothing' },
-      cluster: { type: 'boolean', help: 'rewrite local segments into regions of the space (clustering compaction; by space only: the heat layout needs the recent queries of the app that runs the searches)' },
+      cluster: { type: 'boolean', help: 'rewrite local segments into regions of the space (clustering compaction), the most searched parts into segments of their own, from the recent queries the app saved at its last close' },
+      'by-space': { type: 'boolean', help: 'with --cluster: ignore the recent queries and lay out by space alone' },
       'include-cold': { type: 'boolean', help: 'with --cluster: bring cold segments back to warm first and lay out the whole collection (needs local disk for all of it)' },
     },
     summary: 'merge small segments and drop deleted rows, or cluster them into regions (with the recorded segmentMaxRecords)',

@@ -93,9 +93,11 @@ export async function compactCommand(ctx: Ctx): Promise<number> {
   const dryRun = flag(ctx.p, 'dry-run');
   const cluster = flag(ctx.p, 'cluster');
   const includeCold = flag(ctx.p, 'include-cold');
+  const bySpace = flag(ctx.p, 'by-space');
   if (includeCold && !cluster) throw new UsageError('--include-cold goes with --cluster');
+  if (bySpace && !cluster) throw new UsageError('--by-space goes with --cluster');
   return withDb(ctx, async (db) => {
-    const report = await db.compact({ dryRun, cluster, ...(includeCold ? { includeCold } : {}) });
+    const report = await db.compact({ dryRun, cluster, ...(includeCold ? { includeCold } : {}), ...(bySpace ? { heat: false } : {}) });
     const skipped = report.results.filter((r) => r.skipped !== undefined).length;
     const exitCode = 0;
     if (ctx.json) {

@@ -13,7 +13,7 @@ import { CopyVerifier, type SegmentCheck } from '../tiers/verify.js';
 import { Migrator, type MoveResult } from '../tiers/migrator.js';
 import { SealedSegment } from '../tiers/sealed-segment.js';
 import { Compactor, type CompactionResult } from '../gc/compactor.js';
-import { QuerySample } from '../tiers/query-sample.js';
+import { QUERY_SAMPLE_FILE, QuerySample } from '../tiers/query-sample.js';
 import { ClusterCompactor, unclusteredRows, type ClusterOptions, type ClusterCompactionResult } from '../gc/clustering.js';
 import { currentRegion, loadLatestManifest, type CollectionManifest } from '../format/manifest.js';
 import { ReferenceSet, type CollectionReferences } from '../gc/references.js';
@@ -98,6 +98,7 @@ export class CollectionCore {
     const remote = fence ? { fence, key: (v: number) => ctx.cold.manifestKey(name, v) } : undefined;
     const core = new CollectionCore(ctx, await SegmentRegistry.load(dir, remote));
     await recoverCollection(core.#reg, ctx.warm, core.#verifier, core.#writes, ctx.options.readOnly);
+    await core.#queries.load(path.join(dir, QUERY_SAMPLE_FILE));
     // Write-through promises every sealed segment a remote copy. One whose upload never happened
     // (close() drops queued uploads, a crash, a failed upload, or a database last opened with
     // uploadOnSeal off) gets it now rather than at its demotion or the next scrub.
@@ -334,6 +335,10 @@ export class CollectionCore {
     await Promise.all(this.#reg.list().map((s) => s.busy));
     await this.#writes.closeWal();
     for (const s of this.#reg.list()) this.#ctx.hot.delete(s.id);
+    if (this.#queries.unsaved && !this.#ctx.options.readOnly) {
+      // A hint for the next clustering compaction, not data: a full disk must not fail the close.
+      await this.#queries.save(path.join(this.dir, QUERY_SAMPLE_FILE)).catch(() => undefined);
+    }
   }
 
   segments(): SegmentInfo[] {
@@ -371,6 +376,8 @@ export class CollectionCore {
       records: this.count(),
       segments: this.#reg.size,
       manifestVersion: this.#reg.manifest.version,
+      /** Recent queries held for clustering compaction's heat layout (loaded at open, then searched). */
+      recentQueries: this.#queries.size,
       ...this.#writes.stats(),
     };
   }

@@ -117,7 +117,7 @@ export class GarbageCollector {
         if (f.startsWith(TEMP_PREFIX)) await file(p, 'temp-file');
         else if (!refs.local.has(p)) await file(p, refs.replaced.has(p) ? 'replaced-segment' : 'unreferenced-file');
       }
-      for (const sub of ['manifest', 'wal']) {
+      for (const sub of ['', 'manifest', 'wal']) { // '': the recent-queries file's own temp files
         for (const f of await readdirOrEmpty(path.join(full, sub))) if (f.startsWith(TEMP_PREFIX)) await file(path.join(full, sub, f), 'temp-file');
       }
       for (const f of await readdirOrEmpty(path.join(full, 'quarantine'))) await file(path.join(full, 'quarantine', f), 'quarantined');

@@ -199,6 +199,28 @@ test('compact --cluster --include-cold lays out the cold segments too', async ()
   });
 });
 
+test('compact --cluster lays out with the recent queries the app saved at its close; --by-space ignores them', async () => {
+  await withTmpDir('cli-cluster-heat', async (dir) => {
+    const { dbDir } = await appDatabase(dir, { cold: 0 });
+    const db = track(await Database.open(dbDir, QUIET));
+    for (let q = 0; q < 40; q++) await db.collection('docs').search(Array.from({ length: DIM }, (_, j) => (q % 4) + j), { k: 5 });
+    await db.close();
+    type Report = { clustered: Array<{ heat?: { queries: number; unused?: string } }> };
+    const run = async (args: string[]) => {
+      const r = await cli(['compact', dbDir, '--cluster', ...args, '--json']);
+      assert.equal(r.code, 0, show(r));
+      return (JSON.parse(r.stdout) as Report).clustered[0]!;
+    };
+    const heat = (await run([])).heat;
+    assert.equal(heat?.queries, 40, `the CLI's compaction got the app's 40 queries: ${JSON.stringify(heat)}`);
+    assert.match(heat?.unused ?? '', /fewer than 256/, 'too few to lay out by: said so');
+    assert.equal((await run(['--by-space'])).heat, undefined, '--by-space sends no queries');
+    const alone = await cli(['compact', dbDir, '--by-space']);
+    assert.equal(alone.code, 2, show(alone));
+    assert.match(alone.stderr, /--by-space goes with --cluster/);
+  });
+});
+
 test('STRATAVEC_DIR and --dir name the database; --json on every command parses and agrees with the API', async () => {
   await withTmpDir('cli-json', async (dir) => {
     const { dbDir, ids } = await appDatabase(dir);

@@ -312,7 +312,7 @@ function stream(labels: Uint32Array, from: number, to: number, hot: (c: number) 
 }
 
 describe('heat layout', () => {
-  test('a skewed workload: its most searched partitions get segments of their own, which its searches stay in; every record is kept, through a reopen', async () => {
+  test('a skewed workload: its most searched partitions get segments of their own, which its searches stay in, from queries kept through a close; every record is kept, through a reopen', async () => {
     const seed = 41;
     const what = `seed ${seed}`;
     const N = 8000;
@@ -342,12 +342,19 @@ describe('heat layout', () => {
         return n;
       };
       const before = await searchesOutside(new Set());
+      const searched = queries.length + probes.length + hotQueries.length;
+      assert.equal(db.stats().collections['docs']?.recentQueries, searched, what);
 
+      // The recent queries are saved at close: the layout after a restart still follows them.
+      await db.close();
+      db = await openDb(dir);
+      col = db.collection('docs');
+      assert.equal(db.stats().collections['docs']?.recentQueries, searched, `${what}: recent queries after reopen`);
       const r = (await db.compact({ cluster: true })).clustered[0]!;
       const heat = r.heat!;
       assert.ok(heat, what);
       assert.equal(heat.unused, undefined, `${what}: ${JSON.stringify(heat)}`);
-      assert.equal(heat.queries, queries.length + probes.length + hotQueries.length, `${what}: every search since open is a recent query`);
+      assert.equal(heat.queries, searched, `${what}: every search before the close is a recent query`);
       assert.ok(heat.hotGroups >= 1 && heat.hotRows < N / 2, `${what}: ${JSON.stringify(heat)}`);
       assert.equal(r.records, N, what);
       const firstHot = r.regions - heat.hotGroups;
@@ -498,6 +505,88 @@ describe('heat layout', () => {
     const rows = [...Array(3).keys()].map((r) => [...ring.snapshot().subarray(r * 2, r * 2 + 2)]).sort((a, b) => a[0]! - b[0]!);
     assert.deepEqual(rows, [[2, -2], [3, -3], [4, -4]]);
     assert.equal(new QuerySample(1 << 20).capacity, 1, 'at most 4 MiB, at least one query');
+  });
+
+  test('the ring\'s file: oldest first, newest kept; a torn, corrupt, foreign or non-finite file loads nothing', () => {
+    const rowsOf = (ring: QuerySample) => [...Array(ring.size).keys()].map((r) => [...ring.snapshot().subarray(r * 2, r * 2 + 2)]);
+    const ring = new QuerySample(2, 3);
+    for (let i = 0; i < 5; i++) ring.record(Float32Array.of(i, -i));
+    assert.equal(ring.unsaved, true);
+    const bytes = ring.encode();
+    const back = new QuerySample(2, 3);
+    assert.equal(back.decode(bytes), 3);
+    assert.equal(back.unsaved, false, 'a loaded ring matches its file');
+    assert.deepEqual(rowsOf(back), [[2, -2], [3, -3], [4, -4]], 'oldest first');
+    back.record(Float32Array.of(5, -5)); // overwrites the oldest
+    assert.equal(back.unsaved, true);
+    assert.deepEqual(rowsOf(back).sort((a, b) => a[0]! - b[0]!), [[3, -3], [4, -4], [5, -5]]);
+    const small = new QuerySample(2, 2);
+    assert.equal(small.decode(bytes), 2, 'a smaller ring keeps the newest');
+    assert.deepEqual(rowsOf(small), [[3, -3], [4, -4]]);
+    assert.equal(new QuerySample(2, 3).decode(new QuerySample(2, 3).encode()), 0, 'an empty ring saves an empty file');
+
+    // Every cut and every flipped byte is refused (the CRC, the length, the header), and leaves
+    // the ring as it was.
+    const victim = new QuerySample(2, 3);
+    victim.record(Float32Array.of(9, 9));
+    for (let cut = 0; cut < bytes.length; cut++) assert.equal(victim.decode(bytes.subarray(0, cut)), 0, `cut at ${cut}`);
+    for (let at = 0; at < bytes.length; at++) {
+      const bad = Buffer.from(bytes);
+      bad[at] ^= 0x10;
+      assert.equal(victim.decode(bad), 0, `byte ${at} flipped`);
+    }
+    assert.deepEqual(rowsOf(victim), [[9, 9]]);
+    assert.equal(new QuerySample(3, 3).decode(bytes), 0, 'another dimension');
+    const nan = new QuerySample(2, 3);
+    nan.record(Float32Array.of(NaN, 1));
+    assert.equal(new QuerySample(2, 3).decode(nan.encode()), 0, 'a NaN with a good CRC');
+  });
+
+  test('the recent queries are saved at close and loaded at open; a corrupt file starts empty; read-only opens never write it', async () => {
+    const seed = 45;
+    const what = `seed ${seed}`;
+    await withTmpDir('cluster-queries', async (dir) => {
+      const model = new Map<string, Rec>();
+      let db = await openDb(dir);
+      let col = await db.createCollection('docs', { dimension: DIM });
+      await fill(col, model, seed, 1, 50);
+      const file = path.join(colDir(dir), 'recent-queries.bin');
+      const rand = mulberry32(seed);
+      const queries = Array.from({ length: 30 }, () => Float32Array.from({ length: DIM }, () => rand()));
+      for (const q of queries) await col.search(q, { k: 3 });
+      await db.close();
+      const saved = await fsp.readFile(file);
+      const ring = new QuerySample(DIM);
+      assert.equal(ring.decode(saved), 30, what);
+      assert.deepEqual(ring.snapshot(), Float32Array.from(queries.flatMap((q) => [...q])), `${what}: the queries searched, in order`);
+
+      // Nothing searched since the load: close leaves the file as it was.
+      const mtime = (await fsp.stat(file)).mtimeMs;
+      db = await openDb(dir);
+      assert.equal(db.stats().collections['docs']?.recentQueries, 30, what);
+      await db.close();
+      assert.equal((await fsp.stat(file)).mtimeMs, mtime, `${what}: an unchanged ring is not rewritten`);
+
+      // A read-only open loads it and searches, but writes nothing.
+      const ro = track(await Database.open(dir, { readOnly: true, workers: 1 }));
+      await ro.collection('docs').search(queries[0]!, { k: 3 });
+      assert.equal(ro.stats().collections['docs']?.recentQueries, 31, what);
+      await ro.close();
+      assert.deepEqual(await fsp.readFile(file), saved, `${what}: a read-only open rewrote the recent queries`);
+
+      // Corrupt: the open goes on with an empty ring and every record; the next close saves anew.
+      const bad = Buffer.from(saved);
+      bad[20] ^= 0xff;
+      await fsp.writeFile(file, bad);
+      db = await openDb(dir);
+      col = db.collection('docs');
+      assert.equal(db.stats().collections['docs']?.recentQueries, 0, what);
+      const ids = [...model.keys()];
+      checkAgainstModel(await col.get(ids), ids, model, what);
+      await col.search(queries[1]!, { k: 3 });
+      await db.close();
+      assert.equal(new QuerySample(DIM).decode(await fsp.readFile(file)), 1, what);
+    });
   });
 });
 

@@ -229,6 +229,7 @@ async function plantOrphans(dir: string, db: Database, store: ObjectStore): Prom
     path.join(colDir, 'segments', '.tmp-00000007.seg-0a0b0c0d0e0f'),
     path.join(colDir, 'manifest', '.tmp-000000000099.manifest-0a0b0c0d0e0f'),
     path.join(colDir, 'wal', '.tmp-000000000099.wal-0a0b0c0d0e0f'),
+    path.join(colDir, '.tmp-recent-queries.bin-0a0b0c0d0e0f'),
   ]) {
     await plantFile(f, 500, 3);
     expected.set(f, 'temp-file');
