@@ -335,10 +335,17 @@ export class CollectionCore {
     await Promise.all(this.#reg.list().map((s) => s.busy));
     await this.#writes.closeWal();
     for (const s of this.#reg.list()) this.#ctx.hot.delete(s.id);
-    if (this.#queries.unsaved && !this.#ctx.options.readOnly) {
-      // A hint for the next clustering compaction, not data: a full disk must not fail the close.
-      await this.#queries.save(path.join(this.dir, QUERY_SAMPLE_FILE)).catch(() => undefined);
-    }
+    await this.saveRecentQueries();
+  }
+
+  /**
+   * Saves the recent queries if any were searched since they were loaded or saved (at close, and
+   * on the background compaction loop). A hint for the next clustering compaction, not data: a
+   * full disk fails nothing, and the next save tries again.
+   */
+  async saveRecentQueries(): Promise<void> {
+    if (!this.#queries.unsaved || this.#ctx.options.readOnly) return;
+    await this.#queries.save(path.join(this.dir, QUERY_SAMPLE_FILE)).catch(() => undefined);
   }
 
   segments(): SegmentInfo[] {

@@ -253,6 +253,8 @@ export class Maintenance {
       this.#stats.scrub.repaired += r.summary.repaired;
     });
     this.#loop(m.compactIntervalMs, this.#stats.compaction, async () => {
+      // The loop that uses the recent queries also saves them: a crash loses at most one interval.
+      for (const core of this.#cores().values()) await core.saveRecentQueries();
       const run = () => this.#compact({}, true);
       const p = this.#compactChain.then(run, run);
       this.#compactChain = p.catch(() => undefined);

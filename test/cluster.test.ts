@@ -10,7 +10,7 @@
 
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Database, type DatabaseOptions, type Collection, type StoredRecord } from '../engine/index.js';
 import { decodeCentroids, loadLatestManifest, type CollectionManifest } from '../format/manifest.js';
@@ -586,6 +586,20 @@ describe('heat layout', () => {
       await col.search(queries[1]!, { k: 3 });
       await db.close();
       assert.equal(new QuerySample(DIM).decode(await fsp.readFile(file)), 1, what);
+
+      // The background compaction loop saves them too, so a crash loses at most one interval.
+      db = await openDb(dir, { maintenance: { gcIntervalMs: 0, scrubIntervalMs: 0, compactIntervalMs: 50 } });
+      col = db.collection('docs');
+      for (const q of queries.slice(2, 7)) await col.search(q, { k: 3 });
+      const held = () => {
+        try {
+          return new QuerySample(DIM).decode(readFileSync(file));
+        } catch {
+          return -1;
+        }
+      };
+      await waitFor(() => held() === 6, `${what}: the loop to save the 6 queries searched`);
+      await db.close();
     });
   });
 });

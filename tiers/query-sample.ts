@@ -3,11 +3,11 @@
 // packs the most searched parts of the space into the same segments so the tiering policy can keep
 // them local and leave the rest cold (README "Clustering compaction").
 //
-// The ring is saved beside the collection's manifest at close (`recent-queries.bin`) and loaded at
-// open, so a clustering compaction run after a restart, or by the CLI once the app has closed,
-// still lays rows out by how they were searched. It is a hint, not data: a missing, torn, corrupt
-// or foreign file starts the ring empty (never an error), and a crash loses the queries since the
-// last clean close.
+// The ring is saved in the collection's directory (`recent-queries.bin`) at close and on the
+// background compaction loop, and loaded at open, so a clustering compaction run after a restart,
+// or by the CLI once the app has closed, still lays rows out by how they were searched. It is a
+// hint, not data: a missing, torn, corrupt or foreign file starts the ring empty (never an error),
+// and a crash loses the queries since the last save.
 
 import { promises as fsp } from 'node:fs';
 import { crc32 } from '../format/crc32.js';
