@@ -5,9 +5,12 @@
 // random, as the issue has it, and a hot part of the space). Public API only; it
 // owns measurement, never the engine's decisions (the tiering policy decides, this only calls apply).
 
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Database, type Collection, type DatabaseOptions, type ExplainResult, type HeatLayout } from '../engine/index.js';
 import { clusteredDataset, mulberry32 } from '../harness/datasets.js';
+import { QUERY_SAMPLE_FILE } from '../tiers/query-sample.js';
 import {
   median, percentile, progress, tempDir, removeDir, num, ms, ratio, pct, mb,
   type BenchOptions, type BenchReport, type Table,
@@ -478,7 +481,10 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
     const warmBytes = Math.floor(local / 4);
     const skews: SkewResult[] = [];
     for (const [i, v] of variants.entries()) {
-      // Reopened per variant: access statistics live in memory, so each starts from none.
+      // Reopened per variant: access statistics live in memory, so each starts from none. The
+      // recent queries are saved at close: removed, so that each variant's heat layout learns from
+      // its own rounds only (not from the all-hot passes or the variant before it).
+      await fsp.rm(path.join(dir, 'collections', COLLECTION, QUERY_SAMPLE_FILE), { force: true });
       log(`${v.name}: reopen with warmBytes ${mb(warmBytes)} (1/4 of ${mb(local)} local); ${p.warmRounds} rounds of stream + clock step + tiering.apply()`);
       db = await Database.open(dir, dbOptions(p, clock, { warmBytes }));
       col = db.collection(COLLECTION);
@@ -559,7 +565,7 @@ export async function runCluster(opts: BenchOptions, p: ClusterParams): Promise<
         notes: [
           `random = hot clusters are the first ${hotCount} (random centres: their rows lie in every region); regional = ${regionalHot.clusters.size} clusters whose probe row (a held-out row, k=${K}) searched only ${regionalHot.segments} segment(s), the fewest that hold ${hotCount} clusters`,
           ...skewNotes(skew), ...skewNotes(regional),
-          `steady state = ${opts.runs} passes of a fresh stream (same workload, other draws: queries the heat layout never saw) after the rounds, an apply() after each (segments per tier read after the last); cold reads = explain segments with loaded; each workload starts from a reopen (no access statistics)`,
+          `steady state = ${opts.runs} passes of a fresh stream (same workload, other draws: queries the heat layout never saw) after the rounds, an apply() after each (segments per tier read after the last); cold reads = explain segments with loaded; each workload starts from a reopen (no access statistics, no recent queries)`,
           'all hot = the same stream on the same clustered segments, each promoted with db.migrate(id, "hot"), before reopening under the budget',
         ],
       },
