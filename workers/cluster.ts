@@ -382,8 +382,8 @@ function meanOf(rows: Uint32Array, dim: number, vectorOf: (g: number) => Float32
  *    cluster bench at 1,000,000 rows, cold reads per hot query on fresh queries: 0.004 with the cut
  *    on heat alone, 0.000 and 0.004 in two runs with the hot queries' partitions in, 0.004 with
  *    recurring partitions too (the policy then kept segments nothing searched, as it demoted warm
- *    ones first: fixed there), 0.000 in two runs with both (0.004 and 0.000 with the hot clusters
- *    in one part of the space).
+ *    ones first: fixed there), 0.000, 0.000 and 0.002 in three runs with both (0.004, 0.000 and
+ *    0.009 with the hot clusters in one part of the space).
  * The hot set comes hottest per row first, with the rows it holds and their share of all rows.
  */
 export function pickHotPartitions(
